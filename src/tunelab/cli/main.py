@@ -1,0 +1,82 @@
+"""`tunelab` command line: a thin map from command to library function."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tunelab.utils.errors import TunelabError
+
+
+def cmd_train(args, overrides: list[str]) -> int:
+    from tunelab.config import load_config
+    from tunelab.train.job import train
+
+    train(load_config(args.config, overrides))
+    return 0
+
+
+def cmd_chat(args, overrides: list[str]) -> int:
+    from tunelab.cli.chat import chat_loop
+
+    chat_loop(args.run_dir, max_new_tokens=args.max_new_tokens, temperature=args.temperature)
+    return 0
+
+
+def cmd_models(args, overrides: list[str]) -> int:
+    from tunelab.models import PRESETS, preset_status
+
+    print(f"{'preset':24} {'installed':9} {'cached':6} {'size':>9}  licence / package")
+    for preset in PRESETS.values():
+        s = preset_status(preset)
+        size = f"{s['size_mb']} MB" if s["size_mb"] else "-"
+        print(f"{s['name']:24} {'yes' if s['installed'] else 'no':9} {'yes' if s['cached'] else 'no':6} "
+              f"{size:>9}  {s['license']} / {s['package']}")
+        print(f"{'':24} {s['description']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tunelab", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="show library logs and tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="fine-tune per a YAML config; override keys with --section.key=value")
+    t.add_argument("config", help="YAML config (see recipes/)")
+    t.set_defaults(fn=cmd_train)
+    c = sub.add_parser("chat", help="chat with a trained run in the terminal (streaming, multi-turn)")
+    c.add_argument("run_dir")
+    c.add_argument("--max-new-tokens", type=int, default=256)
+    c.add_argument("--temperature", type=float, default=0.0)
+    c.set_defaults(fn=cmd_chat)
+    m = sub.add_parser("models", help="list the embedded model presets")
+    m.set_defaults(fn=cmd_models)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    overrides = [a for a in rest if a.startswith("--") and "=" in a]
+    unknown = [a for a in rest if a not in overrides]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if overrides and args.command != "train":
+        parser.error("--section.key=value overrides apply to `train` only")
+    from tunelab.utils.log import setup_logging
+
+    setup_logging(args.verbose)
+    try:
+        return args.fn(args, overrides)
+    except TunelabError as e:
+        if args.verbose:
+            raise
+        print(f"tunelab: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

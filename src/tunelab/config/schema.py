@@ -1,0 +1,98 @@
+"""The typed configuration: one dataclass per section, each field with its help text.
+
+YAML files and `--section.key=value` overrides map onto these one to one (see `load.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+def opt(default, help: str, **kw):
+    """A dataclass field carrying its help text (mutable defaults go through default_factory)."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help}, **kw)
+    return field(default=default, metadata={"help": help}, **kw)
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = opt(
+        "smollm2-135m-instruct",
+        "a preset name (`tunelab models`), a Hugging Face model directory, or a .gguf file",
+    )
+    dtype: str = opt("auto", "auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16 or float16")
+    trust_remote_code: bool = opt(False, "allow model code shipped in the model directory")
+    attn_implementation: str = opt("auto", "auto, eager or sdpa")
+
+
+@dataclass
+class DataConfig:
+    train_file: str = opt("", "training data: JSONL/JSON file (or a `datasets` directory)")
+    dev_file: str = opt("", "optional development data, same formats; dev loss is logged at eval steps")
+    format: str = opt(
+        "auto", "auto, hotel, turns, messages, alpaca or prompt_completion (auto: sniffed per file)"
+    )
+    template: str = opt(
+        "auto", "chat template: auto (the family of the model's own template), chatml, gemma or plain"
+    )
+    system_prompt: str = opt("", "system prompt put before every conversation that has none")
+    max_length: int = opt(1024, "tokens per sequence; old turns are dropped from the left to fit")
+    skip_invalid: bool = opt(False, "skip and count bad rows instead of stopping at the first")
+    max_samples: int = opt(0, "use at most this many conversations (0: all)")
+
+
+@dataclass
+class MethodConfig:
+    name: str = opt("lora", "fine-tuning method (registered names: see `tunelab.methods`)")
+    r: int = opt(8, "LoRA rank")
+    alpha: int = opt(16, "LoRA alpha (scaling = alpha / r)")
+    dropout: float = opt(0.05, "LoRA dropout")
+    target_modules: list[str] = opt([], "module names to adapt; empty: the model family's default")
+
+
+@dataclass
+class TrainConfig:
+    """Field names are Hugging Face `TrainingArguments` names, passed through to it."""
+
+    output_dir: str = opt("runs/default", "run directory: config, checkpoints, adapter, metrics, plots")
+    max_steps: int = opt(-1, "optimizer steps; -1: run num_train_epochs")
+    num_train_epochs: float = opt(1.0, "epochs when max_steps is -1")
+    learning_rate: float = opt(2e-4, "peak learning rate")
+    lr_scheduler_type: str = opt("cosine", "linear, cosine, constant, constant_with_warmup, ...")
+    warmup_steps: int = opt(0, "linear warm-up steps")
+    weight_decay: float = opt(0.0, "AdamW weight decay")
+    max_grad_norm: float = opt(1.0, "gradient clipping")
+    per_device_train_batch_size: int = opt(1, "sequences per step per device")
+    per_device_eval_batch_size: int = opt(1, "sequences per dev-loss batch")
+    gradient_accumulation_steps: int = opt(1, "micro-batches per optimizer step")
+    gradient_checkpointing: bool = opt(False, "recompute activations to save memory (slower)")
+    logging_steps: int = opt(1, "log loss every N steps")
+    save_steps: int = opt(0, "checkpoint every N steps (0: only the final adapter)")
+    save_total_limit: int = opt(2, "keep at most N checkpoints")
+    eval_steps: int = opt(0, "dev loss every N steps (0: at the end only, when dev_file is set)")
+    seed: int = opt(42, "random seed")
+    optim: str = opt("adamw_torch", "optimizer name as in TrainingArguments")
+    resume: bool = opt(False, "resume from the newest checkpoint in output_dir")
+    overwrite: bool = opt(False, "replace a non-empty output_dir (otherwise that is an error)")
+    time_budget_minutes: float = opt(0.0, "stop training cleanly after this many minutes (0: none)")
+    dataloader_num_workers: int = opt(0, "data loader worker processes")
+    extra: dict = opt({}, "any other TrainingArguments, passed through as given")
+
+
+@dataclass
+class EvalConfig:
+    max_new_tokens: int = opt(256, "longest generated turn")
+    batch_size: int = opt(8, "items per generation batch")
+    limit: int = opt(0, "evaluate at most N items (0: all)")
+    temperature: float = opt(0.0, "0: greedy; above 0: sampling")
+    top_p: float = opt(1.0, "nucleus sampling mass")
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)

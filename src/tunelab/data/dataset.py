@@ -1,0 +1,44 @@
+"""Read a data file and render it into training rows, with counts of what was dropped."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tunelab.config.schema import DataConfig
+from tunelab.data.readers import read_conversations
+from tunelab.data.render import Renderer
+from tunelab.utils.errors import DataError
+
+
+@dataclass
+class DatasetStats:
+    conversations: int = 0
+    skipped_invalid: int = 0  # bad rows skipped with data.skip_invalid
+    too_long: int = 0  # not even one target fits in max_length
+    truncated: int = 0  # old turns dropped to fit
+    tokens: int = 0
+    target_tokens: int = 0
+
+    def line(self, name: str) -> str:
+        return (f"{name}: {self.conversations} conversations, {self.tokens} tokens "
+                f"({self.target_tokens} targets); truncated {self.truncated}, "
+                f"dropped too long {self.too_long}, skipped invalid {self.skipped_invalid}")
+
+
+def build_rows(path: str, cfg: DataConfig, renderer: Renderer) -> tuple[list[dict], DatasetStats]:
+    convs, skipped = read_conversations(path, cfg.format, cfg.skip_invalid, cfg.max_samples)
+    stats = DatasetStats(skipped_invalid=skipped)
+    rows = []
+    for conv in convs:
+        enc = renderer.encode(conv, cfg.max_length)
+        if enc is None:
+            stats.too_long += 1
+            continue
+        stats.truncated += enc.dropped_turns > 0
+        stats.tokens += len(enc.input_ids)
+        stats.target_tokens += sum(1 for x in enc.labels if x != -100)
+        rows.append({"input_ids": enc.input_ids, "labels": enc.labels})
+    stats.conversations = len(rows)
+    if not rows:
+        raise DataError(f"{path}: no conversation fits data.max_length={cfg.max_length}")
+    return rows, stats

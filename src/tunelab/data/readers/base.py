@@ -1,0 +1,119 @@
+"""Row iteration over JSONL/JSON files and the reader registry.
+
+A reader turns one parsed row into a Conversation or raises DataError with the reason; this module
+adds the file and line, and either stops or skips-and-counts (`skip_invalid`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from tunelab.data.schema import Conversation, check_conversation
+from tunelab.utils.errors import DataError
+
+
+@dataclass
+class Reader:
+    name: str
+    sniff: Callable[[Any], bool]  # does this row look like my format?
+    parse: Callable[[Any], Conversation]
+
+
+READERS: dict[str, Reader] = {}
+
+
+def register_reader(name: str, sniff: Callable[[Any], bool]):
+    def deco(fn: Callable[[Any], Conversation]):
+        READERS[name] = Reader(name, sniff, fn)
+        return fn
+
+    return deco
+
+
+def read_rows(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """Yield (line number, parsed row) from a .jsonl file, a .json list, or a `datasets` directory."""
+    path = Path(path)
+    if path.is_dir():
+        yield from _dataset_dir_rows(path)
+        return
+    if not path.is_file():
+        raise DataError(f"{path}: data file not found")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+        if not isinstance(data, list):
+            raise DataError(f"{path}: a .json data file must hold a list of rows")
+        for i, row in enumerate(data):
+            yield i + 1, row  # row index stands in for the line number
+        return
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            yield lineno, json.loads(line)
+        except json.JSONDecodeError as e:
+            yield lineno, DataError(f"invalid JSON ({e.msg} at column {e.colno})")
+
+
+def _dataset_dir_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    try:
+        from datasets import load_from_disk
+
+        ds = load_from_disk(str(path))
+    except Exception as e:
+        raise DataError(f"{path}: not a `datasets` directory ({e})") from None
+    if hasattr(ds, "keys"):  # a DatasetDict: take its train split
+        ds = ds["train"] if "train" in ds else ds[list(ds.keys())[0]]
+    for i, row in enumerate(ds):
+        yield i + 1, row
+
+
+def sniff_format(row: Any) -> str | None:
+    for reader in READERS.values():
+        try:
+            if reader.sniff(row):
+                return reader.name
+        except Exception:
+            continue
+    return None
+
+
+def read_conversations(
+    path: str | Path, fmt: str = "auto", skip_invalid: bool = False, limit: int = 0
+) -> tuple[list[Conversation], int]:
+    """Read a whole file. Returns (conversations, number skipped). Errors name file:line and reason."""
+    if fmt != "auto" and fmt not in READERS:
+        raise DataError(f"data format '{fmt}' is unknown; valid: auto, {', '.join(READERS)}")
+    convs: list[Conversation] = []
+    skipped = 0
+    for lineno, row in read_rows(path):
+        where = f"{path}:{lineno}"
+        try:
+            if isinstance(row, DataError):
+                raise row
+            name = fmt if fmt != "auto" else sniff_format(row)
+            if name is None:
+                raise DataError(
+                    f"cannot tell the format of this row; valid formats: {', '.join(READERS)} "
+                    "(set data.format)"
+                )
+            conv = READERS[name].parse(row)
+            check_conversation(conv)
+        except DataError as e:
+            if not skip_invalid:
+                raise DataError(f"{where}: {e} (set data.skip_invalid=true to skip bad rows)") from None
+            skipped += 1
+            continue
+        conv.source = where
+        convs.append(conv)
+        if limit and len(convs) >= limit:
+            break
+    if not convs:
+        raise DataError(f"{path}: no valid rows" + (f" ({skipped} skipped)" if skipped else ""))
+    return convs, skipped

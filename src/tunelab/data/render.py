@@ -1,0 +1,91 @@
+"""Conversation -> (input_ids, labels): one sequence per dialog, labels only on target turns.
+
+A dialog of N answers is one sequence, not N sequences that repeat the growing context. When it is
+longer than max_length, whole old exchanges are dropped from the left (system turns kept); a target
+is never cut in half.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tunelab.data.schema import Conversation, Turn
+from tunelab.data.template import ChatTemplate
+
+IGNORE = -100
+
+
+@dataclass
+class Encoded:
+    input_ids: list[int]
+    labels: list[int]
+    dropped_turns: int = 0  # turns removed from the left to fit max_length
+
+
+class Renderer:
+    """Tokenizes turns piecewise with a template; caches the ids of the constant pieces."""
+
+    def __init__(self, template: ChatTemplate, tokenizer, system_prompt: str = ""):
+        self.template = template
+        self.tokenizer = tokenizer
+        self.system_prompt = system_prompt
+        self._cache: dict[str, list[int]] = {}
+
+    def ids(self, text: str, cache: bool = False) -> list[int]:
+        if not text:
+            return []
+        if cache and text in self._cache:
+            return self._cache[text]
+        out = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if cache:
+            self._cache[text] = out
+        return out
+
+    def _with_system(self, turns: list[Turn]) -> list[Turn]:
+        if self.system_prompt and not (turns and turns[0].role == "system"):
+            return [Turn("system", content=self.system_prompt)] + turns
+        return turns
+
+    def turn_pieces(self, turn: Turn) -> tuple[list[int], list[int]]:
+        prefix, body, sep = self.template.parts(turn)
+        p, b, s = self.ids(prefix, cache=True), self.ids(body), self.ids(sep, cache=True)
+        ids = p + b + s
+        labels = [IGNORE] * len(p) + (b if turn.is_target else [IGNORE] * len(b)) + [IGNORE] * len(s)
+        return ids, labels
+
+    def encode(self, conv: Conversation, max_length: int = 0) -> Encoded | None:
+        """Tokens and labels for training; None when not even one target fits in max_length."""
+        turns = self._with_system(conv.turns)
+        pieces = [self.turn_pieces(t) for t in turns]
+        bos = self.ids(self.template.bos_text(), cache=True)
+        n_sys = next((i for i, t in enumerate(turns) if t.role != "system"), len(turns))
+        start, end = n_sys, len(turns)
+
+        def length(a: int, b: int) -> int:
+            return len(bos) + sum(len(pieces[i][0]) for i in list(range(n_sys)) + list(range(a, b)))
+
+        if max_length:
+            # Drop whole exchanges from the left: the window always starts at a user turn.
+            while length(start, end) > max_length:
+                nxt = next((i for i in range(start + 1, end) if turns[i].role == "user"), None)
+                if nxt is None:
+                    break
+                start = nxt
+            # Still too long: drop trailing turns, so a later target is lost whole, never halved.
+            while length(start, end) > max_length and end > start:
+                end -= 1
+            if not any(turns[i].is_target for i in range(start, end)):
+                return None
+        keep = list(range(n_sys)) + list(range(start, end))
+        input_ids, labels = list(bos), [IGNORE] * len(bos)
+        for i in keep:
+            input_ids += pieces[i][0]
+            labels += pieces[i][1]
+        return Encoded(input_ids, labels, dropped_turns=len(turns) - len(keep))
+
+    def prompt_ids(self, turns: list[Turn]) -> list[int]:
+        """Tokens of a context ready for the next assistant turn to be generated."""
+        ids = list(self.ids(self.template.bos_text(), cache=True))
+        for t in self._with_system(turns):
+            ids += self.turn_pieces(t)[0]
+        return ids + self.ids(self.template.generation_prefix(), cache=True)

@@ -1,0 +1,132 @@
+"""Chat templates as data: one YAML file of Jinja snippets per template, registered by name.
+
+A turn renders as prefix[role] + body + end + sep. For target turns (assistant, tool_call) body and
+end are labels, so the model learns to answer and to stop; prefix and sep never are. Tool calls and
+results are rendered as compact JSON (no spaces, no ASCII escapes), which costs the fewest tokens.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib.resources import files
+from typing import Any
+
+import jinja2
+import yaml
+
+from tunelab.data.schema import Turn
+from tunelab.utils.errors import ConfigError
+
+_env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+TOOL_OPEN, TOOL_CLOSE = "<tool_call>", "</tool_call>"
+
+
+def compact_json(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def compact_records(records: Any) -> str:
+    """Records as one compact JSON line each, null fields dropped: same facts, fewer tokens."""
+    if isinstance(records, list) and all(isinstance(r, dict) for r in records):
+        if not records:
+            return "[]"
+        return "\n".join(compact_json({k: v for k, v in r.items() if v is not None}) for r in records)
+    return records if isinstance(records, str) else compact_json(records)
+
+
+@dataclass
+class ChatTemplate:
+    name: str
+    match: list[str]
+    bos: str
+    prefix: dict[str, str]
+    end: str
+    sep: str
+    tool_call: str
+    tool_result: str
+    specials: dict  # bos_token / eos_token of the tokenizer, for templates that name them
+
+    def _r(self, src: str, **ctx) -> str:
+        return _env.from_string(src).render(**self.specials, **ctx)
+
+    def bos_text(self) -> str:
+        return self._r(self.bos)
+
+    def end_text(self) -> str:
+        return self._r(self.end)
+
+    def parts(self, turn: Turn) -> tuple[str, str, str]:
+        """(prefix, body + end, sep) for one turn."""
+        if turn.role == "tool_call":
+            body = self._r(self.tool_call, call=compact_json({"name": turn.name, "arguments": turn.arguments}))
+        elif turn.role == "tool_result":
+            body = self._r(self.tool_result, records=compact_records(turn.records), name=turn.name)
+        else:
+            body = turn.content
+        return self._r(self.prefix[turn.role]), body + self.end_text(), self._r(self.sep)
+
+    def generation_prefix(self) -> str:
+        return self._r(self.prefix["assistant"])
+
+    def parse_reply(self, text: str) -> Turn:
+        """Generated text (up to, not including, the end marker) -> an assistant or tool_call Turn.
+
+        A tool call that is not valid JSON comes back as a tool_call Turn with arguments None and the
+        raw text in `content`, so the caller can answer it instead of crashing.
+        """
+        text = text.split(self.end_text())[0] if self.end_text() else text
+        stripped = text.strip()
+        if not stripped.startswith(TOOL_OPEN):
+            return Turn("assistant", content=stripped)
+        inner = stripped[len(TOOL_OPEN):].split(TOOL_CLOSE)[0]
+        try:
+            call = json.loads(inner)
+        except json.JSONDecodeError:
+            return Turn("tool_call", content=inner, arguments=None)
+        if not isinstance(call, dict) or not isinstance(call.get("arguments"), dict):
+            return Turn("tool_call", content=inner, name=str(call.get("name", "")) if isinstance(call, dict) else "", arguments=None)
+        return Turn("tool_call", name=str(call.get("name", "")), arguments=call["arguments"])
+
+
+@lru_cache
+def _template_files() -> dict[str, dict]:
+    out = {}
+    for f in files("tunelab.data").joinpath("templates").iterdir():
+        if f.name.endswith(".yaml"):
+            spec = yaml.safe_load(f.read_text(encoding="utf-8"))
+            out[spec["name"]] = spec
+    return out
+
+
+def template_names() -> list[str]:
+    return sorted(_template_files())
+
+
+def get_template(name: str, tokenizer=None) -> ChatTemplate:
+    """A template by name; `auto` picks the one whose markers the tokenizer knows, else `plain`."""
+    specs = _template_files()
+    if name == "auto":
+        name = detect_template(tokenizer)
+    if name not in specs:
+        raise ConfigError(f"data.template '{name}' is unknown; valid: auto, {', '.join(specs)}")
+    spec = dict(specs[name])
+    specials = {
+        "bos_token": (getattr(tokenizer, "bos_token", None) or "") if tokenizer else "",
+        "eos_token": (getattr(tokenizer, "eos_token", None) or "") if tokenizer else "",
+    }
+    return ChatTemplate(specials=specials, **spec)
+
+
+def detect_template(tokenizer) -> str:
+    """The model's own chat template when it names known markers, else its vocabulary, else plain."""
+    own = getattr(tokenizer, "chat_template", None) or ""
+    vocab = tokenizer.get_vocab() if tokenizer is not None else {}
+    for name, spec in _template_files().items():
+        if any(m in own for m in spec["match"]):
+            return name
+    for name, spec in _template_files().items():
+        if spec["match"] and all(m in vocab for m in spec["match"]):
+            return name
+    return "plain"

@@ -1,0 +1,113 @@
+"""Load a run directory for inference and generate the next turn, streaming or not."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import tunelab.utils.offline  # noqa: F401
+from tunelab.config import load_config
+from tunelab.config.schema import ModelConfig
+from tunelab.data.render import Renderer
+from tunelab.data.schema import Turn
+from tunelab.data.template import ChatTemplate, get_template
+from tunelab.models import load_model
+from tunelab.utils.errors import ConfigError
+
+
+@dataclass
+class GenerationOptions:
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+
+
+class ChatEngine:
+    """A base model with a run's adapter, its tokenizer and the template it was trained with."""
+
+    def __init__(self, model, tokenizer, template: ChatTemplate, system_prompt: str = ""):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.template = template
+        self.renderer = Renderer(template, tokenizer, system_prompt)
+        self.stop_ids = self._stop_ids()
+
+    def _stop_ids(self) -> list[int]:
+        ids = {self.tokenizer.eos_token_id}
+        end = self.renderer.ids(self.template.end_text())
+        if len(end) == 1:
+            ids.add(end[0])
+        return sorted(i for i in ids if i is not None)
+
+    def _generate_kwargs(self, opts: GenerationOptions) -> dict:
+        sample = opts.temperature > 0
+        kw = dict(max_new_tokens=opts.max_new_tokens, do_sample=sample, eos_token_id=self.stop_ids,
+                  pad_token_id=self.tokenizer.pad_token_id)
+        if sample:
+            kw.update(temperature=opts.temperature, top_p=opts.top_p)
+        else:
+            kw.update(temperature=None, top_p=None, top_k=None)
+        return kw
+
+    def stream(self, turns: list[Turn], opts: GenerationOptions | None = None) -> Iterator[str]:
+        """Yield the next turn's text piece by piece, stopping at the end of the turn."""
+        import torch
+        from transformers import TextIteratorStreamer
+
+        opts = opts or GenerationOptions()
+        ids = torch.tensor([self.renderer.prompt_ids(turns)], device=self.model.device)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        kw = dict(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer,
+                  **self._generate_kwargs(opts))
+        thread = threading.Thread(target=lambda: self._generate_no_grad(kw), daemon=True)
+        thread.start()
+        yield from streamer
+        thread.join()
+
+    def _generate_no_grad(self, kw: dict):
+        import torch
+
+        with torch.no_grad():
+            self.model.generate(**kw)
+
+    def reply(self, turns: list[Turn], opts: GenerationOptions | None = None) -> Turn:
+        """The next turn as a Turn: an assistant reply or a tool call."""
+        import torch
+
+        opts = opts or GenerationOptions()
+        ids = torch.tensor([self.renderer.prompt_ids(turns)], device=self.model.device)
+        with torch.no_grad():
+            out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                      **self._generate_kwargs(opts))
+        text = self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=False)
+        return self.template.parse_reply(_strip_stop(text, self.tokenizer, self.stop_ids))
+
+
+def _strip_stop(text: str, tokenizer, stop_ids: list[int]) -> str:
+    for i in stop_ids:
+        tok = tokenizer.convert_ids_to_tokens(i)
+        if tok and tok in text:
+            text = text.split(tok)[0]
+    return text
+
+
+def load_engine(run_dir: str | Path, device: str | None = None) -> ChatEngine:
+    """Everything comes from the run dir: its config (base model), template and adapter."""
+    import torch
+    from peft import PeftModel
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file() or not (run_dir / "adapter_config.json").is_file():
+        raise ConfigError(f"{run_dir}: not a finished tunelab run (needs config.yaml and adapter_config.json)")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    cfg = load_config(run_dir / "config.yaml")
+    import json
+
+    run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
+    model_cfg = ModelConfig(**{**cfg.model.__dict__, "name_or_path": run.get("model_dir", cfg.model.name_or_path)})
+    model, tokenizer, _ = load_model(model_cfg, device)
+    model = PeftModel.from_pretrained(model, str(run_dir)).to(device)
+    template = get_template(run.get("template", cfg.data.template), tokenizer)
+    return ChatEngine(model, tokenizer, template, run.get("system_prompt", cfg.data.system_prompt))

@@ -1,0 +1,150 @@
+"""`tunelab train`: config -> run directory with adapter, metrics, loss curve. Reads top to bottom."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import tunelab.utils.offline  # noqa: F401
+from tunelab.config import Config, load_config, save_config
+from tunelab.data.collate import PadCollator
+from tunelab.data.dataset import build_rows
+from tunelab.data.render import Renderer
+from tunelab.data.template import get_template
+from tunelab.methods import apply_method, parameter_report
+from tunelab.models import load_model
+from tunelab.train.callbacks import MetricsLog, ProgressBar, TimeBudget, peak_rss_mb
+from tunelab.train.plot import plot_loss
+from tunelab.train.trainer import SFTTrainer, TokenMeter
+from tunelab.utils.errors import ConfigError
+from tunelab.utils.io import write_json
+from tunelab.utils.log import log
+
+RUN_FILE = "run.json"
+
+
+def _printer():
+    from transformers.trainer_callback import PrinterCallback
+
+    return PrinterCallback
+
+
+def _training_args(cfg: Config, device: str, has_dev: bool):
+    from transformers import TrainingArguments
+
+    t = cfg.train
+    eval_every = t.eval_steps if (has_dev and t.eval_steps) else 0
+    kwargs = dict(
+        output_dir=t.output_dir, max_steps=t.max_steps, num_train_epochs=t.num_train_epochs,
+        learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler_type,
+        warmup_steps=t.warmup_steps, weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm,
+        per_device_train_batch_size=t.per_device_train_batch_size,
+        per_device_eval_batch_size=t.per_device_eval_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        gradient_checkpointing=t.gradient_checkpointing, logging_steps=t.logging_steps,
+        save_strategy="steps" if t.save_steps else "no", save_steps=t.save_steps or 500,
+        save_total_limit=t.save_total_limit, eval_strategy="steps" if eval_every else "no",
+        eval_steps=eval_every or None, seed=t.seed, optim=t.optim,
+        dataloader_num_workers=t.dataloader_num_workers, report_to=[], disable_tqdm=True,
+        remove_unused_columns=False, use_cpu=device == "cpu", bf16=device == "cuda" and cfg.model.dtype in ("auto", "bfloat16"),
+        dataloader_pin_memory=device == "cuda", save_only_model=False,
+    )
+    kwargs.update(t.extra)
+    try:
+        return TrainingArguments(**kwargs)
+    except TypeError as e:
+        raise ConfigError(f"train.extra: {e} (keys must be TrainingArguments names)") from None
+    except ValueError as e:
+        raise ConfigError(f"train: {e}") from None
+
+
+def _prepare_run_dir(cfg: Config) -> Path:
+    out = Path(cfg.train.output_dir)
+    if cfg.train.resume:
+        if not list(out.glob("checkpoint-*")):
+            raise ConfigError(f"train.resume=true but {out} holds no checkpoint-* to resume from")
+        return out
+    if out.exists() and any(out.iterdir()):
+        if not cfg.train.overwrite:
+            raise ConfigError(
+                f"train.output_dir {out} is not empty; pass --train.overwrite=true to replace it, "
+                "--train.resume=true to continue it, or choose another output_dir"
+            )
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def train(cfg: Config | dict | str) -> dict:
+    """Fine-tune per `cfg` and return the run summary (also written to run.json)."""
+    import torch
+
+    if not isinstance(cfg, Config):
+        cfg = load_config(cfg) if isinstance(cfg, str) else load_config(overrides=cfg)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if not cfg.data.train_file:
+        raise ConfigError("data.train_file is empty; set it in the config or with --data.train_file=PATH")
+
+    # 1. model, template, data: everything that can fail on bad input fails before the run dir is touched
+    model, tokenizer, model_dir = load_model(cfg.model, device)
+    template = get_template(cfg.data.template, tokenizer)
+    renderer = Renderer(template, tokenizer, cfg.data.system_prompt)
+    train_rows, train_stats = build_rows(cfg.data.train_file, cfg.data, renderer)
+    log.info(train_stats.line(f"train data ({template.name} template)"))
+    dev_rows = None
+    if cfg.data.dev_file:
+        dev_rows, dev_stats = build_rows(cfg.data.dev_file, cfg.data, renderer)
+        log.info(dev_stats.line("dev data"))
+    model = apply_method(model, cfg.method)
+    params = parameter_report(model)
+    log.info(f"method {cfg.method.name}: {params['trainable_params']:,} trainable of "
+             f"{params['total_params']:,} parameters ({params['trainable_percent']}%)")
+    args = _training_args(cfg, device, dev_rows is not None)
+
+    # 2. run dir and trainer
+    run_dir = _prepare_run_dir(cfg)
+    save_config(cfg, run_dir / "config.yaml")
+    meter = TokenMeter()
+    budget = TimeBudget(cfg.train.time_budget_minutes * 60, meter)
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=train_rows, eval_dataset=dev_rows,
+        data_collator=PadCollator(tokenizer.pad_token_id), meter=meter,
+        callbacks=[ProgressBar(meter, budget.budget_s), MetricsLog(run_dir / "metrics.jsonl", meter), budget],
+    )
+    trainer.remove_callback(_printer())  # our progress bar and metrics.jsonl replace its prints
+    if cfg.train.gradient_checkpointing:
+        model.enable_input_require_grads()
+
+    # 3. train, then dev loss
+    start = time.time()
+    result = trainer.train(resume_from_checkpoint=True if cfg.train.resume else None)
+    train_s = time.time() - start
+    dev_loss = trainer.evaluate()["eval_loss"] if dev_rows is not None else None
+
+    # 4. save: adapter (PEFT format), tokenizer, how to render, summary, plot
+    model.save_pretrained(run_dir)
+    tokenizer.save_pretrained(run_dir)
+    summary = {
+        "base_model": cfg.model.name_or_path, "model_dir": str(model_dir), "method": cfg.method.name,
+        "template": template.name, "system_prompt": cfg.data.system_prompt, **params,
+        "steps": trainer.state.global_step, "train_loss": result.training_loss,
+        "dev_loss": dev_loss, "train_time_s": round(train_s, 1),
+        "tokens_per_s": round(meter.tokens / max(train_s, 1e-9), 1), "tokens": meter.tokens,
+        "peak_rss_mb": round(peak_rss_mb(), 1), "stopped_by_time_budget": budget.hit,
+        "train_data": train_stats.__dict__, "device": device,
+    }
+    write_json(run_dir / RUN_FILE, summary)
+    plot_loss(run_dir / "metrics.jsonl", run_dir / "loss.png")
+    log.info(f"run saved to {run_dir}: train loss {result.training_loss:.4f}"
+             + (f", dev loss {dev_loss:.4f}" if dev_loss is not None else "")
+             + f", {summary['tokens_per_s']} tokens/s; chat with: tunelab chat {run_dir}")
+    return {"run_dir": str(run_dir), **summary}
+
+
+def read_run(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / RUN_FILE
+    if not path.is_file():
+        raise ConfigError(f"{run_dir}: not a tunelab run directory (no {RUN_FILE})")
+    return json.loads(path.read_text())
