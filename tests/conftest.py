@@ -14,6 +14,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 SAMPLE = REPO / "src/tunelab/data/samples/hotel_sample.jsonl"
+EXTRA_CHARS = "你是助手酒店预订用工具查询再根据结果回答好的谢不客气"
 SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<|im_start|>", "<|im_end|>",
             "<start_of_turn>", "<end_of_turn>"]
 
@@ -23,7 +24,7 @@ def make_tokenizer(out: Path, extra_text: str = ""):
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    chars = sorted(set(chr(i) for i in range(32, 127)) | set(SAMPLE.read_text(encoding="utf-8")) | set(extra_text) | {"\n"})
+    chars = sorted(set(chr(i) for i in range(32, 127)) | set(SAMPLE.read_text(encoding="utf-8")) | set(extra_text) | set(EXTRA_CHARS) | {"\n"})
     vocab = {t: i for i, t in enumerate(SPECIALS)}
     for c in chars:
         vocab.setdefault(c, len(vocab))

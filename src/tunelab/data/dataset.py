@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from tunelab.config.schema import DataConfig
 from tunelab.data.readers import read_conversations
 from tunelab.data.render import Renderer
+from tunelab.data.schema import Conversation
 from tunelab.utils.errors import DataError
 
 
@@ -25,8 +26,15 @@ class DatasetStats:
                 f"dropped too long {self.too_long}, skipped invalid {self.skipped_invalid}")
 
 
-def build_rows(path: str, cfg: DataConfig, renderer: Renderer) -> tuple[list[dict], DatasetStats]:
-    convs, skipped = read_conversations(path, cfg.format, cfg.skip_invalid, cfg.max_samples)
+def read_data(path: str, cfg: DataConfig) -> tuple[list[Conversation], int]:
+    """Parse and check every row (cheap: no tokenizer), so bad data fails before a model loads."""
+    return read_conversations(path, cfg.format, cfg.skip_invalid, cfg.max_samples)
+
+
+def encode_rows(
+    path: str, data: tuple[list[Conversation], int], cfg: DataConfig, renderer: Renderer
+) -> tuple[list[dict], DatasetStats]:
+    convs, skipped = data
     stats = DatasetStats(skipped_invalid=skipped)
     rows = []
     for conv in convs:

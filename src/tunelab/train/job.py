@@ -10,7 +10,7 @@ from pathlib import Path
 import tunelab.utils.offline  # noqa: F401
 from tunelab.config import Config, load_config, save_config
 from tunelab.data.collate import PadCollator
-from tunelab.data.dataset import build_rows
+from tunelab.data.dataset import encode_rows, read_data
 from tunelab.data.render import Renderer
 from tunelab.data.template import get_template
 from tunelab.methods import apply_method, parameter_report
@@ -87,15 +87,17 @@ def train(cfg: Config | dict | str) -> dict:
     if not cfg.data.train_file:
         raise ConfigError("data.train_file is empty; set it in the config or with --data.train_file=PATH")
 
-    # 1. model, template, data: everything that can fail on bad input fails before the run dir is touched
+    # 1. data, model, template: all that can fail on bad input fails before the run dir is touched
+    train_data = read_data(cfg.data.train_file, cfg.data)
+    dev_data = read_data(cfg.data.dev_file, cfg.data) if cfg.data.dev_file else None
     model, tokenizer, model_dir = load_model(cfg.model, device)
     template = get_template(cfg.data.template, tokenizer)
     renderer = Renderer(template, tokenizer, cfg.data.system_prompt)
-    train_rows, train_stats = build_rows(cfg.data.train_file, cfg.data, renderer)
+    train_rows, train_stats = encode_rows(cfg.data.train_file, train_data, cfg.data, renderer)
     log.info(train_stats.line(f"train data ({template.name} template)"))
     dev_rows = None
-    if cfg.data.dev_file:
-        dev_rows, dev_stats = build_rows(cfg.data.dev_file, cfg.data, renderer)
+    if dev_data is not None:
+        dev_rows, dev_stats = encode_rows(cfg.data.dev_file, dev_data, cfg.data, renderer)
         log.info(dev_stats.line("dev data"))
     model = apply_method(model, cfg.method)
     params = parameter_report(model)

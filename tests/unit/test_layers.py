@@ -1,0 +1,40 @@
+"""Imports point downwards only: cli, serve > train, evaluate, infer > data, methods, models, domains > config > utils."""
+
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[2] / "src" / "tunelab"
+RANK = {"utils": 0, "config": 1, "data": 2, "methods": 2, "models": 2, "domains": 2,
+        "train": 3, "evaluate": 3, "infer": 3, "cli": 4, "serve": 4}
+# Same-rank imports allowed where one part is built from another's schema, never the reverse.
+ALLOWED_SIDEWAYS = {("domains", "data"), ("methods", "models")}
+
+
+def imports_of(path: Path) -> set[str]:
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tunelab."):
+            out.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            out |= {a.name.split(".")[1] for a in node.names if a.name.startswith("tunelab.")}
+    return out
+
+
+def test_every_package_has_a_rank():
+    pkgs = {p.name for p in PKG.iterdir() if p.is_dir() and not p.name.startswith("__")}
+    assert pkgs <= set(RANK), f"give {pkgs - set(RANK)} a layer in this test"
+
+
+def test_imports_point_downwards():
+    bad = []
+    for path in PKG.rglob("*.py"):
+        rel = path.relative_to(PKG).parts
+        if len(rel) < 2:
+            continue
+        layer = rel[0]
+        for dep in imports_of(path):
+            if dep == layer or dep not in RANK:
+                continue
+            if RANK[dep] > RANK[layer] or (RANK[dep] == RANK[layer] and (layer, dep) not in ALLOWED_SIDEWAYS):
+                bad.append(f"{path.relative_to(PKG)} imports tunelab.{dep}")
+    assert not bad, "upward or sideways imports:\n" + "\n".join(bad)

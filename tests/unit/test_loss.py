@@ -1,0 +1,54 @@
+"""The target-only loss equals the full-logits loss (value and gradients) to float tolerance."""
+
+import pytest
+import torch
+
+from tunelab.config.schema import MethodConfig
+from tunelab.data.collate import PadCollator
+from tunelab.data.readers import read_conversations
+from tunelab.data.render import Renderer
+from tunelab.data.template import get_template
+from tunelab.methods import apply_method
+from tunelab.train.loss import lm_loss
+
+
+def batch_and_model(model_dir, sample_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model = apply_method(model, MethodConfig(r=4, alpha=8, dropout=0.0))
+    # make the LoRA update non-zero so gradients flow through both factors
+    for n, p in model.named_parameters():
+        if "lora_B" in n:
+            torch.nn.init.normal_(p, std=0.02)
+    convs, _ = read_conversations(sample_path)
+    r = Renderer(get_template("auto", tok), tok)
+    rows = [vars(r.encode(c)) for c in convs[:3]]
+    return model, PadCollator(tok.pad_token_id)(rows)
+
+
+@pytest.mark.parametrize("family", ["tiny_llama", "tiny_gemma"])
+def test_target_only_equals_full_logits(family, request, sample_path):
+    model, batch = batch_and_model(request.getfixturevalue(family), sample_path)
+    model.eval()
+    full, n_full = lm_loss(model, batch, target_only=False)
+    grads_full = torch.autograd.grad(full, [p for p in model.parameters() if p.requires_grad])
+    fast, n_fast = lm_loss(model, batch, target_only=True)
+    grads_fast = torch.autograd.grad(fast, [p for p in model.parameters() if p.requires_grad])
+    assert n_full == n_fast > 0
+    torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-6)
+    for a, b in zip(grads_fast, grads_full):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
+    # and both equal the model's own loss (mean over target tokens)
+    with torch.no_grad():
+        ref = model(**batch).loss
+    torch.testing.assert_close(fast.detach(), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_num_items_scales_the_sum(tiny_llama, sample_path):
+    model, batch = batch_and_model(tiny_llama, sample_path)
+    mean, n = lm_loss(model, batch)
+    summed, _ = lm_loss(model, batch, num_items=1)
+    torch.testing.assert_close(summed / n, mean)
