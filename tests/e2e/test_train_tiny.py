@@ -87,3 +87,15 @@ def test_time_budget_stops_cleanly(tiny_llama, sample_path, tmp_path):
     summary = train(cfg(tiny_llama, sample_path, tmp_path / "b", max_steps=10_000, time_budget_minutes=0.02))
     assert summary["stopped_by_time_budget"] and 0 < summary["steps"] < 10_000
     assert (tmp_path / "b" / "adapter_model.safetensors").is_file()
+
+
+def test_evaluate_writes_predictions_metrics_report(run, sample_path, tmp_path):
+    from tunelab.evaluate.job import evaluate
+
+    out, _ = run
+    m = evaluate(out, sample_path, limit=5, out_dir=tmp_path / "ev", batch_size=2, max_new_tokens=8)
+    rows = [json.loads(l) for l in (tmp_path / "ev" / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 5 and rows[0]["label"].startswith("search:\n")
+    assert m["n_items"] == 5 and 0 <= m["slot_f1"] <= 100 and m["items_per_s"] > 0
+    assert "| slot F1 |" in (tmp_path / "ev" / "report.md").read_text()
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["n_search"] >= 1

@@ -36,6 +36,26 @@ def cmd_models(args, overrides: list[str]) -> int:
     return 0
 
 
+def cmd_evaluate(args, overrides: list[str]) -> int:
+    from tunelab.evaluate.job import evaluate
+    from tunelab.evaluate.report import metrics_table
+
+    m = evaluate(args.run_dir, args.data, limit=args.limit, out_dir=args.out, batch_size=args.batch_size,
+                 max_new_tokens=args.max_new_tokens, db=args.db)
+    print(metrics_table(m))
+    return 0
+
+
+def cmd_score(args, overrides: list[str]) -> int:
+    import json
+
+    from tunelab.evaluate.job import hotel_runner
+    from tunelab.evaluate.metrics import score_file
+
+    print(json.dumps(score_file(args.predictions, hotel_runner(args.db)), ensure_ascii=False, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tunelab", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="show library logs and tracebacks")
@@ -48,6 +68,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--max-new-tokens", type=int, default=256)
     c.add_argument("--temperature", type=float, default=0.0)
     c.set_defaults(fn=cmd_chat)
+    e = sub.add_parser("evaluate", help="generate and score every target turn of a data file")
+    e.add_argument("run_dir")
+    e.add_argument("--data", required=True, help="hotel dialogs, per-turn export, or conversations")
+    e.add_argument("--limit", type=int, default=0, help="at most N items (0: all)")
+    e.add_argument("--out", default=None, help="output dir (default RUN_DIR/eval-<data name>)")
+    e.add_argument("--batch-size", type=int, default=8)
+    e.add_argument("--max-new-tokens", type=int, default=256)
+    e.add_argument("--db", default=None, help="hotel SQLite DB for tool execution match")
+    e.set_defaults(fn=cmd_evaluate)
+    s = sub.add_parser("score", help="metrics of a predictions.jsonl file, no model")
+    s.add_argument("predictions")
+    s.add_argument("--db", default=None, help="hotel SQLite DB for tool execution match")
+    s.set_defaults(fn=cmd_score)
     m = sub.add_parser("models", help="list the embedded model presets")
     m.set_defaults(fn=cmd_models)
     return p

@@ -1,0 +1,78 @@
+"""`tunelab evaluate`: generate the next turn for every target turn of a data file and score it.
+
+Every assistant or tool-call turn of every conversation becomes one item: its context and the gold
+turn. Writes predictions.jsonl ({"label", "predict"} rendered turns), metrics.json and report.md.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+from tunelab.data.readers import read_conversations
+from tunelab.data.schema import Conversation, Turn
+from tunelab.evaluate.metrics import score_items
+from tunelab.evaluate.report import write_report
+from tunelab.infer.batch import generate_batch
+from tunelab.infer.engine import GenerationOptions, load_engine
+from tunelab.utils.io import write_json, write_jsonl
+from tunelab.utils.log import log
+
+
+def render(turn: Turn) -> str:
+    """A Turn in the reference's rendered form: `assistant: <reply>` or `search:\\n<json>`."""
+    if turn.role == "tool_call":
+        body = json.dumps(turn.arguments, ensure_ascii=False) if turn.arguments is not None else turn.content
+        return "search:\n" + body
+    return f"assistant: {turn.content}"
+
+
+def eval_items(convs: list[Conversation]) -> list[tuple[list[Turn], Turn, str]]:
+    """(context, gold turn, source) for every target turn."""
+    items = []
+    for conv in convs:
+        for i, turn in enumerate(conv.turns):
+            if turn.is_target:
+                items.append((conv.turns[:i], turn, f"{conv.source}#{i + 1}"))
+    return items
+
+
+def hotel_runner(db_path: str | None) -> Callable | None:
+    """run_search for tool execution match: argument dict -> hotel names, None when invalid."""
+    if not db_path or not Path(db_path).is_file():
+        return None
+    from tunelab.domains.hotel import connect, search_hotels
+
+    conn = connect(db_path)
+
+    def run(args):
+        res = search_hotels(conn, args, limit=5)
+        return [r["name"] for r in res["records"]] if res.get("ok") else None
+
+    return run
+
+
+def evaluate(run_dir: str | Path, data_file: str | Path, limit: int = 0, out_dir: str | Path | None = None,
+             batch_size: int = 8, max_new_tokens: int = 256, db: str | None = None, engine=None) -> dict:
+    """Score a run on a data file; returns the metrics (also written to out_dir/metrics.json)."""
+    run_dir = Path(run_dir)
+    out = Path(out_dir) if out_dir else run_dir / f"eval-{Path(data_file).stem}"
+    convs, _ = read_conversations(data_file)
+    items = eval_items(convs)
+    if limit:
+        items = items[:limit]
+    engine = engine or load_engine(run_dir)
+    start = time.time()
+    preds, speed = generate_batch(engine, [c for c, _, _ in items], GenerationOptions(max_new_tokens=max_new_tokens),
+                                  batch_size=batch_size)
+    rows = [{"label": render(gold), "predict": render(pred), "source": src}
+            for (_, gold, src), pred in zip(items, preds)]
+    metrics = {**score_items(rows, hotel_runner(db)), **speed, "data_file": str(data_file),
+               "run_dir": str(run_dir), "eval_time_s": round(time.time() - start, 1)}
+    write_jsonl(out / "predictions.jsonl", rows)
+    write_json(out / "metrics.json", metrics)
+    write_report(out / "report.md", metrics, rows)
+    log.info(f"evaluation written to {out}")
+    return metrics
