@@ -1,14 +1,58 @@
-"""Terminal chat with a trained run: streaming, multi-turn, /reset and /exit."""
+"""Terminal chat with a trained run: streaming, multi-turn, /reset and /exit.
+
+When the run was trained for a domain with tools (data.domain), every turn goes through the agent
+loop, and the search arguments and the records found are shown as they happen.
+"""
 
 from __future__ import annotations
 
+import json
+
 from tunelab.data.schema import Turn
+from tunelab.data.template import TOOL_OPEN
+from tunelab.infer.agent import Agent
 from tunelab.infer.engine import GenerationOptions, load_engine
+from tunelab.infer.tools import domain_tools
+
+
+def _streaming_reply(engine, opts):
+    """reply_fn for the agent: streams a plain reply to the terminal, keeps tool calls quiet."""
+
+    def reply(turns: list[Turn]) -> Turn:
+        pieces, shown = [], False
+        for piece in engine.stream(turns, opts):
+            pieces.append(piece)
+            text = "".join(pieces).lstrip()
+            if not shown and (len(text) >= len(TOOL_OPEN) or not TOOL_OPEN.startswith(text)) and not text.startswith(TOOL_OPEN):
+                print("assistant> " + text, end="", flush=True)
+                shown = True
+            elif shown:
+                print(piece, end="", flush=True)
+        if shown:
+            print()
+        turn = engine.template.parse_reply("".join(pieces))
+        if turn.role == "assistant" and not shown:
+            print("assistant> " + turn.content)
+        return turn
+
+    return reply
+
+
+def _show_events(result) -> None:
+    for e in result.events:
+        args = json.dumps(e.arguments, ensure_ascii=False) if e.arguments is not None else "(malformed)"
+        print(f"  [{e.name or 'tool'}] {args}")
+        if e.error:
+            print(f"  [error] {e.error}")
+        else:
+            names = [r.get("name", "?") for r in e.records or [] if isinstance(r, dict)]
+            print(f"  [found {len(names)}] {', '.join(names) if names else '-'}")
 
 
 def chat_loop(run_dir: str, max_new_tokens: int = 256, temperature: float = 0.0) -> None:
     engine = load_engine(run_dir)
     opts = GenerationOptions(max_new_tokens=max_new_tokens, temperature=temperature)
+    agent = Agent(_streaming_reply(engine, opts), domain_tools(engine.domain, engine.db))
     history: list[Turn] = []
     print("tunelab chat: type a message; /reset clears the history, /exit quits.")
     while True:
@@ -24,11 +68,8 @@ def chat_loop(run_dir: str, max_new_tokens: int = 256, temperature: float = 0.0)
             continue
         if not text:
             continue
-        history.append(Turn("user", content=text))
-        print("assistant> ", end="", flush=True)
-        pieces = []
-        for piece in engine.stream(history, opts):
-            pieces.append(piece)
-            print(piece, end="", flush=True)
-        print()
-        history.append(engine.template.parse_reply("".join(pieces)))
+        result = agent.respond(history, text)
+        _show_events(result)
+        if result.fallback:
+            print("assistant> " + result.reply.content)
+        history += result.turns

@@ -40,6 +40,8 @@ class DataConfig:
     max_length: int = opt(1024, "tokens per sequence; old turns are dropped from the left to fit")
     skip_invalid: bool = opt(False, "skip and count bad rows instead of stopping at the first")
     max_samples: int = opt(0, "use at most this many conversations (0: all)")
+    domain: str = opt("", "domain whose tools chat and serve run: '' (none) or hotel")
+    db: str = opt("", "the domain's database (hotel: a SQLite file from `tunelab hotel build-db`)")
 
 
 @dataclass

@@ -27,8 +27,10 @@ class GenerationOptions:
 class ChatEngine:
     """A base model with a run's adapter, its tokenizer and the template it was trained with."""
 
-    def __init__(self, model, tokenizer, template: ChatTemplate, system_prompt: str = ""):
+    def __init__(self, model, tokenizer, template: ChatTemplate, system_prompt: str = "",
+                 domain: str = "", db: str = ""):
         self.model = model.eval()
+        self.domain, self.db = domain, db  # the run's tools, for the agent loop
         self.tokenizer = tokenizer
         self.template = template
         self.renderer = Renderer(template, tokenizer, system_prompt)
@@ -110,4 +112,5 @@ def load_engine(run_dir: str | Path, device: str | None = None) -> ChatEngine:
     model, tokenizer, _ = load_model(model_cfg, device)
     model = PeftModel.from_pretrained(model, str(run_dir)).to(device)
     template = get_template(run.get("template", cfg.data.template), tokenizer)
-    return ChatEngine(model, tokenizer, template, run.get("system_prompt", cfg.data.system_prompt))
+    return ChatEngine(model, tokenizer, template, run.get("system_prompt", cfg.data.system_prompt),
+                      domain=cfg.data.domain, db=cfg.data.db)
