@@ -50,7 +50,7 @@ def test_searches_are_valid_and_grounded(db_path, dialogs):
                 if t["role"] == "search":
                     assert validate_arguments(t["arguments"]) == [], (d["id"], t)
                     assert turns[i + 1]["role"] == "return"
-                    fresh = search_hotels(conn, t["arguments"], limit=5)
+                    fresh = search_hotels(conn, t["arguments"])
                     assert fresh["ok"] and turns[i + 1]["records"] == fresh["records"], d["id"]
                 if t["role"] == "return":
                     assert turns[i - 1]["role"] == "search" and len(t["records"]) <= 5

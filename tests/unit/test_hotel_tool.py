@@ -7,6 +7,7 @@ import sqlite3
 import pytest
 
 from tunelab.domains.hotel import SEARCH_SCHEMA, TOOL_SPEC, build_db, connect, search_hotels, validate_arguments
+from tunelab.domains.hotel.tool import DEFAULT_LIMIT
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +103,7 @@ def test_ordering_limit_and_filters(db):
         assert {"24小时热水", "吹风机"} <= set(r["facilities"])
         assert set(r) == {"name", "type", "address", "subway", "phone", "facilities", "price", "rating"}
     assert search_hotels(conn, args, limit=3)["records"] == records[:3]
-    assert len(search_hotels(conn, {})["records"]) == 5
+    assert len(search_hotels(conn, {})["records"]) == DEFAULT_LIMIT
 
 
 def test_facility_match_is_exact(db):

@@ -39,7 +39,7 @@ def test_only_assistant_and_tool_call_turns_are_targets(tok, sample_path):
     ]
     text = tok.decode(enc.input_ids)
     assert text.startswith("<|im_start|>system\n你是助手<|im_end|>\n<|im_start|>user\n找一家")
-    assert "<|im_start|>tool\n{\"name\":\"汉庭酒店(北京王府井店)\"" in text
+    assert "<|im_start|>tool\nname|type|address|subway|phone|facilities|price|rating\n汉庭酒店(北京王府井店)|舒适型|" in text
 
 
 def test_auto_template_follows_the_model(tok):
@@ -53,9 +53,17 @@ def test_gemma_template_has_bos_and_model_role(tok, sample_path):
     assert text.startswith("<bos><start_of_turn>user\n天伦王朝酒店怎么样？<end_of_turn>\n<start_of_turn>model\n")
 
 
-def test_compact_records_drop_nulls_one_line_each():
+def test_compact_records_table_when_flat_json_lines_otherwise():
+    table = [{"name": "A", "facilities": ["暖气", "wifi"], "price": None, "rating": 4.5},
+             {"name": "B", "facilities": [], "price": 300, "rating": 4.0}]
+    assert compact_records(table) == "name|facilities|price|rating\nA|暖气,wifi||4.5\nB||300|4.0"
+    # different keys, a separator inside a cell, nesting: JSON lines, nulls dropped
     assert compact_records([{"a": 1, "b": None}, {"c": "中"}]) == '{"a":1}\n{"c":"中"}'
-    assert compact_records([]) == "[]"
+    assert compact_records([{"a": "x|y"}]) == '{"a":"x|y"}'
+    assert compact_records([{"a": ["x,y"]}]) == '{"a":["x,y"]}'
+    assert compact_records([{"a": {"b": 1}}]) == '{"a":{"b":1}}'
+    assert compact_records([]) == "[]" and compact_records({"error": "bad"}) == '{"error":"bad"}'
+
 
 
 def long_dialog(n):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tunelab.cli.hotel import add_hotel_parser
 from tunelab.utils.errors import TunelabError
 
 
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("predictions")
     s.add_argument("--db", default=None, help="hotel SQLite DB for tool execution match")
     s.set_defaults(fn=cmd_score)
+    add_hotel_parser(sub)
     m = sub.add_parser("models", help="list the embedded model presets")
     m.set_defaults(fn=cmd_models)
     return p

@@ -27,11 +27,40 @@ def compact_json(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ",".join(_cell(v) for v in value)
+    return value if isinstance(value, str) else compact_json(value)
+
+
+def _tabular(records: list[dict]) -> bool:
+    """Same keys in the same order, scalar cells or lists of scalars, no separator inside a cell."""
+    keys = list(records[0])
+    for r in records:
+        if list(r) != keys:
+            return False
+        for v in r.values():
+            for x in v if isinstance(v, list) else [v]:
+                if isinstance(x, (dict, list)):
+                    return False
+                if isinstance(x, str) and ("|" in x or "\n" in x or (isinstance(v, list) and "," in x)):
+                    return False
+    return True
+
+
 def compact_records(records: Any) -> str:
-    """Records as one compact JSON line each, null fields dropped: same facts, fewer tokens."""
-    if isinstance(records, list) and all(isinstance(r, dict) for r in records):
-        if not records:
-            return "[]"
+    """Tool records in the fewest tokens that keep every fact.
+
+    Flat records with the same keys render as a table: a header line of the keys, then one
+    `|`-separated line per record, lists joined by commas, nulls empty (JSON would repeat every key
+    in every record). Anything else renders as compact JSON, one record per line, nulls dropped.
+    """
+    if isinstance(records, list) and records and all(isinstance(r, dict) for r in records):
+        if _tabular(records):
+            keys = list(records[0])
+            return "\n".join(["|".join(keys)] + ["|".join(_cell(r[k]) for k in keys) for r in records])
         return "\n".join(compact_json({k: v for k, v in r.items() if v is not None}) for r in records)
     return records if isinstance(records, str) else compact_json(records)
 

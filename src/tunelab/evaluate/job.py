@@ -48,7 +48,7 @@ def hotel_runner(db_path: str | None) -> Callable | None:
     conn = connect(db_path)
 
     def run(args):
-        res = search_hotels(conn, args, limit=5)
+        res = search_hotels(conn, args)
         return [r["name"] for r in res["records"]] if res.get("ok") else None
 
     return run

@@ -20,7 +20,7 @@ def hotel_tools(db: str) -> dict[str, Tool]:
     if not db or not Path(db).is_file():
         raise ConfigError(f"data.db '{db}': hotel database not found; build one with `tunelab hotel build-db`")
     conn = connect(db)
-    return {"search_hotels": lambda args: search_hotels(conn, args, limit=5)}
+    return {"search_hotels": lambda args: search_hotels(conn, args)}
 
 
 DOMAINS: dict[str, Callable[[str], dict[str, Tool]]] = {"hotel": hotel_tools}

@@ -10,9 +10,9 @@ import random
 import sqlite3
 
 from tunelab.domains.hotel.phrasing import facility_phrase, fmt_rating, price_text, short_name
-from tunelab.domains.hotel.tool import HOTEL_TYPES, VALID_KEYS, search_hotels
+from tunelab.domains.hotel.tool import DEFAULT_LIMIT, HOTEL_TYPES, VALID_KEYS, search_hotels
 
-LIMIT = 5
+LIMIT = DEFAULT_LIMIT
 SLOTS = ("price", "phone", "address", "subway", "rating", "type", "facility", "wifi")
 SLOT_WEIGHTS = (5, 4, 4, 3, 3, 1, 5, 2)
 # {s}: subject (酒店名/这家/它/nothing), {r}: possessive ({s}的), {o}: object (never empty)
@@ -94,7 +94,7 @@ class DialogBuilder:
     def recommend(self) -> None:
         """Offer a hotel from the last (non-empty) records with one or two facts about it."""
         recs, rng = self.records, self.rng
-        self.offered = recs[0] if rng.random() < 0.7 else rng.choice(recs)
+        self.offered = recs[0]  # always the best rated: a policy the model can learn from the records
         h = self.offered
         opener = rng.choice(("推荐您去{n}", "为您找到{n}", "{n}比较符合您的要求", "可以考虑{n}",
                              "建议您选择{n}", "{n}挺不错的")).format(n=h["name"])

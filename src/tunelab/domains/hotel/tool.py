@@ -114,7 +114,12 @@ def _build_query(args: dict, limit: int) -> tuple[str, list[Any]]:
     return sql, params
 
 
-def search_hotels(conn: sqlite3.Connection, args: Any, limit: int = 5) -> dict[str, Any]:
+# Records shown per search: 3 keeps a return turn near 250 tokens on gemma3 (5 cost ~450), enough
+# to recommend one hotel and mention alternatives.
+DEFAULT_LIMIT = 3
+
+
+def search_hotels(conn: sqlite3.Connection, args: Any, limit: int = DEFAULT_LIMIT) -> dict[str, Any]:
     """Search hotels matching every given argument; best rated first, then cheapest; at most `limit`.
 
     Returns {"ok": True, "records": [...]} with records {"name", "type", "address", "subway",
