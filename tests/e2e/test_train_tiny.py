@@ -99,3 +99,14 @@ def test_evaluate_writes_predictions_metrics_report(run, sample_path, tmp_path):
     assert m["n_items"] == 5 and 0 <= m["slot_f1"] <= 100 and m["items_per_s"] > 0
     assert "| slot F1 |" in (tmp_path / "ev" / "report.md").read_text()
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["n_search"] >= 1
+
+
+def test_time_budget_schedule_decays_lr_over_time(tiny_llama, sample_path, tmp_path):
+    out = tmp_path / "t"
+    c = cfg(tiny_llama, sample_path, out, max_steps=-1, num_train_epochs=1000, time_budget_minutes=0.1,
+            lr_scheduler_type="cosine", warmup_steps=0)
+    summary = train(c)
+    assert summary["stopped_by_time_budget"]
+    lrs = [json.loads(l)["learning_rate"] for l in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in l]
+    # cosine over the 6 s budget toward its 10% floor, whatever the step count
+    assert len(lrs) >= 3 and lrs == sorted(lrs, reverse=True) and lrs[-1] < 0.6 * lrs[0]

@@ -77,7 +77,9 @@ class TrainConfig:
     optim: str = opt("adamw_torch", "optimizer name as in TrainingArguments")
     resume: bool = opt(False, "resume from the newest checkpoint in output_dir")
     overwrite: bool = opt(False, "replace a non-empty output_dir (otherwise that is an error)")
-    time_budget_minutes: float = opt(0.0, "stop training cleanly after this many minutes (0: none)")
+    time_budget_minutes: float = opt(
+        0.0, "stop cleanly after this many minutes (0: none); with max_steps -1 the learning rate "
+        "decays over the budget's time (cosine to 10%) instead of over steps")
     dataloader_num_workers: int = opt(0, "data loader worker processes")
     extra: dict = opt({}, "any other TrainingArguments, passed through as given")
 

@@ -112,7 +112,7 @@ def train(cfg: Config | dict | str) -> dict:
     budget = TimeBudget(cfg.train.time_budget_minutes * 60, meter)
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=train_rows, eval_dataset=dev_rows,
-        data_collator=PadCollator(tokenizer.pad_token_id), meter=meter,
+        data_collator=PadCollator(tokenizer.pad_token_id), meter=meter, time_budget_s=budget.budget_s,
         callbacks=[ProgressBar(meter, budget.budget_s), MetricsLog(run_dir / "metrics.jsonl", meter), budget],
     )
     trainer.remove_callback(_printer())  # our progress bar and metrics.jsonl replace its prints

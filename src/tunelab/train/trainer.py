@@ -28,11 +28,36 @@ class SFTTrainer(Trainer):
     # compute_loss divides by the tokens of the whole accumulated batch itself.
     loss_is_scaled_for_ga = True
 
-    def __init__(self, *args, meter: TokenMeter | None = None, target_only: bool = True, **kw):
+    def __init__(self, *args, meter: TokenMeter | None = None, target_only: bool = True,
+                 time_budget_s: float = 0.0, **kw):
         super().__init__(*args, **kw)
         self.meter = meter or TokenMeter()
+        self.time_budget_s = time_budget_s
         self.target_only = target_only
         self.model_accepts_loss_kwargs = True  # so the Trainer counts num_items_in_batch for us
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        """With a time budget and no step count, decay the learning rate over time, not steps.
+
+        A step-based cosine schedule cut off by the budget would stop at a high learning rate;
+        this one reaches its floor when the budget is spent, however fast the machine is.
+        """
+        if not (self.time_budget_s and self.args.max_steps <= 0 and self.lr_scheduler is None):
+            return super().create_scheduler(num_training_steps, optimizer)
+        import math
+
+        from torch.optim.lr_scheduler import LambdaLR
+
+        warmup, floor = self.args.warmup_steps, 0.1
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / (warmup + 1)
+            frac = min((time.time() - self.meter.start) / self.time_budget_s, 1.0)
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * frac))
+
+        self.lr_scheduler = LambdaLR(optimizer or self.optimizer, factor)
+        return self.lr_scheduler
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, n_targets = lm_loss(model, inputs, num_items_in_batch, self.target_only)
