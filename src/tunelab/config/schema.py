@@ -38,6 +38,7 @@ class DataConfig:
     )
     system_prompt: str = opt("", "system prompt put before every conversation that has none")
     max_length: int = opt(1024, "tokens per sequence; old turns are dropped from the left to fit")
+    dev_max_samples: int = opt(64, "dev-loss conversations at most (0: all); dev loss is forward-only but not free")
     skip_invalid: bool = opt(False, "skip and count bad rows instead of stopping at the first")
     max_samples: int = opt(0, "use at most this many conversations (0: all)")
     domain: str = opt("", "domain whose tools chat and serve run: '' (none) or hotel")

@@ -63,7 +63,7 @@ def evaluate(run_dir: str | Path, data_file: str | Path, limit: int = 0, out_dir
     items = eval_items(convs)
     if limit:
         items = items[:limit]
-    engine = engine or load_engine(run_dir)
+    engine = engine or load_engine(run_dir, merge=True)
     start = time.time()
     preds, speed = generate_batch(engine, [c for c, _, _ in items], GenerationOptions(max_new_tokens=max_new_tokens),
                                   batch_size=batch_size)

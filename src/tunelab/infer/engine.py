@@ -95,8 +95,12 @@ def _strip_stop(text: str, tokenizer, stop_ids: list[int]) -> str:
     return text
 
 
-def load_engine(run_dir: str | Path, device: str | None = None) -> ChatEngine:
-    """Everything comes from the run dir: its config (base model), template and adapter."""
+def load_engine(run_dir: str | Path, device: str | None = None, merge: bool = False) -> ChatEngine:
+    """Everything comes from the run dir: its config (base model), template and adapter.
+
+    merge=True folds a LoRA-style adapter into the base weights: same outputs, faster decoding, for
+    jobs that serve one adapter only (evaluation).
+    """
     import torch
     from peft import PeftModel
 
@@ -111,6 +115,8 @@ def load_engine(run_dir: str | Path, device: str | None = None) -> ChatEngine:
     model_cfg = ModelConfig(**{**cfg.model.__dict__, "name_or_path": run.get("model_dir", cfg.model.name_or_path)})
     model, tokenizer, _ = load_model(model_cfg, device)
     model = PeftModel.from_pretrained(model, str(run_dir)).to(device)
+    if merge and hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
     template = get_template(run.get("template", cfg.data.template), tokenizer)
     return ChatEngine(model, tokenizer, template, run.get("system_prompt", cfg.data.system_prompt),
                       domain=cfg.data.domain, db=cfg.data.db)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -89,7 +90,10 @@ def train(cfg: Config | dict | str) -> dict:
 
     # 1. data, model, template: all that can fail on bad input fails before the run dir is touched
     train_data = read_data(cfg.data.train_file, cfg.data)
-    dev_data = read_data(cfg.data.dev_file, cfg.data) if cfg.data.dev_file else None
+    dev_data = None
+    if cfg.data.dev_file:
+        dev_cfg = dataclasses.replace(cfg.data, max_samples=cfg.data.dev_max_samples)
+        dev_data = read_data(cfg.data.dev_file, dev_cfg)
     model, tokenizer, model_dir = load_model(cfg.model, device)
     template = get_template(cfg.data.template, tokenizer)
     renderer = Renderer(template, tokenizer, cfg.data.system_prompt)
