@@ -110,3 +110,52 @@ def test_time_budget_schedule_decays_lr_over_time(tiny_llama, sample_path, tmp_p
     lrs = [json.loads(l)["learning_rate"] for l in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in l]
     # cosine over the 6 s budget toward its 10% floor, whatever the step count
     assert len(lrs) >= 3 and lrs == sorted(lrs, reverse=True) and lrs[-1] < 0.6 * lrs[0]
+
+
+def test_second_identical_train_hits_the_tokenization_cache(tiny_llama, sample_path, tmp_path, caplog, monkeypatch):
+    import logging
+
+    monkeypatch.setenv("TUNELAB_CACHE", str(tmp_path / "cache"))
+    c = cfg(tiny_llama, sample_path, tmp_path / "a", max_steps=1)
+    c["data"]["dev_file"] = ""
+    with caplog.at_level(logging.INFO, logger="tunelab"):
+        train(c)
+        assert "from the cache" not in caplog.text
+        c["train"]["output_dir"] = str(tmp_path / "b")
+        train(c)
+    assert "tokenized rows from the cache" in caplog.text and "saved" in caplog.text
+
+
+def test_kfold_reports_mean_and_std(tiny_llama, sample_path, tmp_path):
+    from tunelab.config import load_config
+    from tunelab.data.prep import split_file
+    from tunelab.train.kfold import train_kfold
+
+    split_file(sample_path, tmp_path / "folds", kfold=3, seed=0)
+    c = cfg(tiny_llama, sample_path, tmp_path / "k", max_steps=2)
+    report = train_kfold(load_config(overrides=c), tmp_path / "folds")
+    assert len(report["folds"]) == 3 and report["dev_loss_std"] >= 0
+    assert (tmp_path / "k" / "kfold.json").is_file() and (tmp_path / "k" / "fold_2" / "adapter_config.json").is_file()
+
+
+def test_row_weights_scale_the_loss(tiny_llama, sample_path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tunelab.data.collate import PadCollator
+    from tunelab.data.readers import read_conversations
+    from tunelab.data.render import Renderer
+    from tunelab.data.template import get_template
+    from tunelab.train.loss import lm_loss
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    convs, _ = read_conversations(sample_path)
+    r = Renderer(get_template("auto", tok), tok)
+    rows = [{"input_ids": e.input_ids, "labels": e.labels} for e in (r.encode(c) for c in convs[:2])]
+    plain = PadCollator(tok.pad_token_id)(rows)
+    base, _ = lm_loss(model, plain, num_items=1)
+    one, _ = lm_loss(model, PadCollator(tok.pad_token_id)([rows[0]]), num_items=1)
+    weighted = PadCollator(tok.pad_token_id)([{**rows[0], "weight": 3.0}, {**rows[1], "weight": 1.0}])
+    got, _ = lm_loss(model, weighted, num_items=1)
+    torch.testing.assert_close(got, base + 2 * one, rtol=1e-4, atol=1e-3)

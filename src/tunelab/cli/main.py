@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tunelab.cli.data import add_data_parser
 from tunelab.cli.hotel import add_hotel_parser
+from tunelab.cli.serve import add_serve_parser, add_webui_parser
 from tunelab.utils.errors import TunelabError
 
 
@@ -13,7 +15,15 @@ def cmd_train(args, overrides: list[str]) -> int:
     from tunelab.config import load_config
     from tunelab.train.job import train
 
-    train(load_config(args.config, overrides))
+    if args.no_cache:
+        overrides = overrides + ["--data.cache=false"]
+    cfg = load_config(args.config, overrides)
+    if args.kfold:
+        from tunelab.train.kfold import train_kfold
+
+        train_kfold(cfg, args.kfold)
+    else:
+        train(cfg)
     return 0
 
 
@@ -57,12 +67,28 @@ def cmd_score(args, overrides: list[str]) -> int:
     return 0
 
 
+def cmd_export(args, overrides: list[str]) -> int:
+    from tunelab.infer.export import export_merged
+
+    print(export_merged(args.run_dir, args.merge))
+    return 0
+
+
+def cmd_compare(args, overrides: list[str]) -> int:
+    from tunelab.evaluate.compare import compare
+
+    print(compare(args.run_dirs, out=args.out, eval_name=args.eval))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tunelab", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="show library logs and tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="fine-tune per a YAML config; override keys with --section.key=value")
     t.add_argument("config", help="YAML config (see recipes/)")
+    t.add_argument("--no-cache", action="store_true", help="tokenize again even when a cached copy exists")
+    t.add_argument("--kfold", metavar="FOLDS_DIR", help="train on each fold of `tunelab data split --kfold`")
     t.set_defaults(fn=cmd_train)
     c = sub.add_parser("chat", help="chat with a trained run in the terminal (streaming, multi-turn)")
     c.add_argument("run_dir")
@@ -82,7 +108,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("predictions")
     s.add_argument("--db", default=None, help="hotel SQLite DB for tool execution match")
     s.set_defaults(fn=cmd_score)
+    k = sub.add_parser("compare", help="one table across runs (BLEU-4, slot P/R/F1, params, time, memory)")
+    k.add_argument("run_dirs", nargs="+")
+    k.add_argument("--out", default=None, help="write OUT.md and OUT.png")
+    k.add_argument("--eval", default=None, help="which eval-* dir of each run (default: the newest)")
+    k.set_defaults(fn=cmd_compare)
+    x = sub.add_parser("export", help="merge a run's adapter into the base weights: a standalone model dir")
+    x.add_argument("run_dir")
+    x.add_argument("--merge", required=True, metavar="OUT", help="output model directory")
+    x.set_defaults(fn=cmd_export)
     add_hotel_parser(sub)
+    add_data_parser(sub)
+    add_serve_parser(sub)
+    add_webui_parser(sub)
     m = sub.add_parser("models", help="list the embedded model presets")
     m.set_defaults(fn=cmd_models)
     return p

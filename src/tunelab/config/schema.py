@@ -39,6 +39,8 @@ class DataConfig:
     system_prompt: str = opt("", "system prompt put before every conversation that has none")
     max_length: int = opt(1024, "tokens per sequence; old turns are dropped from the left to fit")
     dev_max_samples: int = opt(64, "dev-loss conversations at most (0: all); dev loss is forward-only but not free")
+    cache: bool = opt(True, "reuse tokenized data keyed by (file bytes, tokenizer, template, max_length); "
+                      "`tunelab train --no-cache` forces tokenization")
     skip_invalid: bool = opt(False, "skip and count bad rows instead of stopping at the first")
     max_samples: int = opt(0, "use at most this many conversations (0: all)")
     domain: str = opt("", "domain whose tools chat and serve run: '' (none) or hotel")
@@ -52,6 +54,12 @@ class MethodConfig:
     alpha: int = opt(16, "LoRA alpha (scaling = alpha / r)")
     dropout: float = opt(0.05, "LoRA dropout")
     target_modules: list[str] = opt([], "module names to adapt; empty: the model family's default")
+    target_r: int = opt(4, "adalora: average rank left after the budget is reallocated (init rank is r)")
+    num_virtual_tokens: int = opt(16, "prompt_tuning, p_tuning, prefix_tuning: virtual tokens")
+    prompt_encoder: str = opt("MLP", "p_tuning: MLP or LSTM prompt encoder")
+    encoder_hidden_size: int = opt(128, "p_tuning: prompt encoder hidden size")
+    trainable_layers: int = opt(2, "freeze: train the last N decoder layers")
+    trainable_modules: list[str] = opt([], "freeze: also train parameters whose names contain these")
 
 
 @dataclass

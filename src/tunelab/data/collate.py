@@ -26,4 +26,7 @@ class PadCollator:
             ids[i, :n] = torch.tensor(r["input_ids"])
             labels[i, :n] = torch.tensor(r["labels"])
             mask[i, :n] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+        batch = {"input_ids": ids, "labels": labels, "attention_mask": mask}
+        if any("weight" in r for r in rows):
+            batch["weights"] = torch.tensor([float(r.get("weight", 1.0)) for r in rows])
+        return batch

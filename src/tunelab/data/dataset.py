@@ -45,7 +45,11 @@ def encode_rows(
         stats.truncated += enc.dropped_turns > 0
         stats.tokens += len(enc.input_ids)
         stats.target_tokens += sum(1 for x in enc.labels if x != -100)
-        rows.append({"input_ids": enc.input_ids, "labels": enc.labels})
+        row = {"input_ids": enc.input_ids, "labels": enc.labels}
+        weight = conv.meta.get("weight")
+        if isinstance(weight, (int, float)) and not isinstance(weight, bool):
+            row["weight"] = float(weight)  # per-row loss weight written by `tunelab data balance --mode weight`
+        rows.append(row)
     stats.conversations = len(rows)
     if not rows:
         raise DataError(f"{path}: no conversation fits data.max_length={cfg.max_length}")

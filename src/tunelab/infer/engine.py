@@ -105,18 +105,21 @@ def load_engine(run_dir: str | Path, device: str | None = None, merge: bool = Fa
     from peft import PeftModel
 
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file() or not (run_dir / "adapter_config.json").is_file():
-        raise ConfigError(f"{run_dir}: not a finished tunelab run (needs config.yaml and adapter_config.json)")
+    has_adapter = (run_dir / "adapter_config.json").is_file()
+    if not (run_dir / "config.yaml").is_file() or not (has_adapter or (run_dir / "config.json").is_file()):
+        raise ConfigError(f"{run_dir}: not a finished tunelab run (needs config.yaml and an adapter or weights)")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     cfg = load_config(run_dir / "config.yaml")
     import json
 
     run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
-    model_cfg = ModelConfig(**{**cfg.model.__dict__, "name_or_path": run.get("model_dir", cfg.model.name_or_path)})
-    model, tokenizer, _ = load_model(model_cfg, device)
-    model = PeftModel.from_pretrained(model, str(run_dir)).to(device)
-    if merge and hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
+    base = run.get("model_dir", cfg.model.name_or_path) if has_adapter else str(run_dir)  # full/freeze: own weights
+    model, tokenizer, _ = load_model(ModelConfig(**{**cfg.model.__dict__, "name_or_path": base}), device)
+    if has_adapter:
+        model = PeftModel.from_pretrained(model, str(run_dir)).to(device)
+        # prompt-learning adapters have nothing to fold in; LoRA, DoRA and IA3 do
+        if merge and not model.peft_config["default"].is_prompt_learning:
+            model = model.merge_and_unload()
     template = get_template(run.get("template", cfg.data.template), tokenizer)
     return ChatEngine(model, tokenizer, template, run.get("system_prompt", cfg.data.system_prompt),
                       domain=cfg.data.domain, db=cfg.data.db)

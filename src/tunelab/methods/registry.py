@@ -1,53 +1,83 @@
-"""The method registry: `method.name` -> a function that wraps a loaded model for training."""
+"""The method registry: `method.name` -> how to load the base model for it and how to wrap it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from tunelab.config.schema import MethodConfig
 from tunelab.utils.errors import ConfigError
 
-# Default LoRA targets per model family: every linear projection of attention and MLP.
+_LLAMA_LIKE = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+# Default targets per model family: every linear projection of attention and MLP.
 LINEAR_TARGETS = {
-    "llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-    "mistral": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-    "qwen2": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-    "qwen3": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-    "gemma": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-    "gemma2": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-    "gemma3_text": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    **{f: _LLAMA_LIKE for f in ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text")},
     "phi3": ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],
     "gpt2": ["c_attn", "c_proj", "c_fc"],
 }
+# IA3 scales keys, values and the MLP's input to its down projection.
+IA3_TARGETS = {f: (["k_proj", "v_proj", "down_proj"], ["down_proj"]) for f in LINEAR_TARGETS if f not in ("phi3", "gpt2")}
+
+
+@dataclass
+class TrainContext:
+    """What a method may need to know about the run it is applied in."""
+
+    device: str = "cpu"
+    max_steps: int = -1
 
 
 @dataclass
 class Method:
     name: str
-    apply: Callable  # (model, MethodConfig) -> model ready to train
+    apply: Callable  # (model, MethodConfig, TrainContext) -> model ready to train
     description: str
+    load_kwargs: Callable | None = None  # (MethodConfig, device) -> extra from_pretrained kwargs
+    callbacks: Callable | None = None  # (model) -> list of TrainerCallback
+    train_overrides: Callable | None = None  # (device) -> TrainingArguments overrides
+    adapter: bool = True  # False: the run saves whole weights, not a PEFT adapter
+    extra: dict = field(default_factory=dict)
 
 
 METHODS: dict[str, Method] = {}
 
 
-def register_method(name: str, description: str):
+def register_method(name: str, description: str, **kw):
     def deco(fn):
-        METHODS[name] = Method(name, fn, description)
+        METHODS[name] = Method(name, fn, description, **kw)
         return fn
 
     return deco
+
+
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise ConfigError(f"method.name '{name}' is unknown; valid: {', '.join(sorted(METHODS))}")
+    return METHODS[name]
 
 
 def default_targets(model) -> list[str] | str:
     return LINEAR_TARGETS.get(model.config.model_type, "all-linear")
 
 
-def apply_method(model, cfg: MethodConfig):
-    if cfg.name not in METHODS:
-        raise ConfigError(f"method.name '{cfg.name}' is unknown; valid: {', '.join(METHODS)}")
-    return METHODS[cfg.name].apply(model, cfg)
+def linear_names(model) -> set[str]:
+    import torch
+
+    return {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+
+
+def check_targets(model, targets, key: str = "method.target_modules") -> None:
+    if not isinstance(targets, list):
+        return
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    missing = [t for t in targets if t not in names]
+    if missing:
+        raise ConfigError(f"{key} {missing} not found in {model.config.model_type}; "
+                          f"linear layers here: {', '.join(sorted(linear_names(model)))}")
+
+
+def apply_method(model, cfg: MethodConfig, ctx: TrainContext | None = None):
+    return get_method(cfg.name).apply(model, cfg, ctx or TrainContext())
 
 
 def parameter_report(model) -> dict:

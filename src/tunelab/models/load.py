@@ -47,12 +47,14 @@ def load_tokenizer(model_dir: str | Path, trust_remote_code: bool = False):
     return tok
 
 
-def load_model(cfg: ModelConfig, device: str = "cpu"):
-    """Return (model, tokenizer, model_dir) for `cfg`, weights in the configured dtype."""
+def load_model(cfg: ModelConfig, device: str = "cpu", **extra):
+    """Return (model, tokenizer, model_dir) for `cfg`, weights in the configured dtype.
+
+    `extra` goes to from_pretrained (a method's quantization_config, for one)."""
     from transformers import AutoModelForCausalLM
 
     model_dir = resolve_model_dir(cfg.name_or_path)
-    kwargs = {"dtype": pick_dtype(cfg.dtype, device), "trust_remote_code": cfg.trust_remote_code}
+    kwargs = {"dtype": pick_dtype(cfg.dtype, device), "trust_remote_code": cfg.trust_remote_code, **extra}
     if cfg.attn_implementation != "auto":
         kwargs["attn_implementation"] = cfg.attn_implementation
     try:
@@ -60,4 +62,6 @@ def load_model(cfg: ModelConfig, device: str = "cpu"):
     except (OSError, ValueError) as e:
         raise ModelError(f"{model_dir}: cannot load the model ({e})") from None
     tokenizer = load_tokenizer(model_dir, cfg.trust_remote_code)
+    if getattr(model, "is_quantized", False):
+        return model, tokenizer, model_dir  # placed by the quantizer; .to() is not allowed
     return model.to(device), tokenizer, model_dir

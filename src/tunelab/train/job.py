@@ -10,11 +10,12 @@ from pathlib import Path
 
 import tunelab.utils.offline  # noqa: F401
 from tunelab.config import Config, load_config, save_config
+from tunelab.data.cache import cache_key, load_or_build
 from tunelab.data.collate import PadCollator
 from tunelab.data.dataset import encode_rows, read_data
 from tunelab.data.render import Renderer
 from tunelab.data.template import get_template
-from tunelab.methods import apply_method, parameter_report
+from tunelab.methods import TrainContext, get_method, parameter_report
 from tunelab.models import load_model
 from tunelab.train.callbacks import MetricsLog, ProgressBar, TimeBudget, peak_rss_mb
 from tunelab.train.plot import plot_loss
@@ -22,6 +23,7 @@ from tunelab.train.trainer import SFTTrainer, TokenMeter
 from tunelab.utils.errors import ConfigError
 from tunelab.utils.io import write_json
 from tunelab.utils.log import log
+from tunelab.utils.paths import cache_dir
 
 RUN_FILE = "run.json"
 
@@ -32,7 +34,7 @@ def _printer():
     return PrinterCallback
 
 
-def _training_args(cfg: Config, device: str, has_dev: bool):
+def _training_args(cfg: Config, device: str, has_dev: bool, method_overrides: dict):
     from transformers import TrainingArguments
 
     t = cfg.train
@@ -52,6 +54,7 @@ def _training_args(cfg: Config, device: str, has_dev: bool):
         remove_unused_columns=False, use_cpu=device == "cpu", bf16=device == "cuda" and cfg.model.dtype in ("auto", "bfloat16"),
         dataloader_pin_memory=device == "cuda", save_only_model=False,
     )
+    kwargs.update(method_overrides)  # e.g. qlora's paged optimizer on CUDA
     kwargs.update(t.extra)
     try:
         return TrainingArguments(**kwargs)
@@ -59,6 +62,21 @@ def _training_args(cfg: Config, device: str, has_dev: bool):
         raise ConfigError(f"train.extra: {e} (keys must be TrainingArguments names)") from None
     except ValueError as e:
         raise ConfigError(f"train: {e}") from None
+
+
+def _tokenized(path: str, data, data_cfg, renderer: Renderer):
+    """Rendered rows, from the tokenization cache when the same inputs were rendered before."""
+    def build():
+        return encode_rows(path, data, data_cfg, renderer)
+
+    if not data_cfg.cache:
+        return build()
+    key = cache_key(path, renderer.tokenizer, renderer.template.name, data_cfg.system_prompt, data_cfg.max_length,
+                    format=data_cfg.format, skip_invalid=data_cfg.skip_invalid, max_samples=data_cfg.max_samples)
+    rows, stats, hit, saved = load_or_build(key, build, cache_dir() / "datasets")
+    if hit:
+        log.info(f"{path}: tokenized rows from the cache ({saved:.1f} s of tokenization saved)")
+    return rows, stats
 
 
 def _prepare_run_dir(cfg: Config) -> Path:
@@ -94,20 +112,23 @@ def train(cfg: Config | dict | str) -> dict:
     if cfg.data.dev_file:
         dev_cfg = dataclasses.replace(cfg.data, max_samples=cfg.data.dev_max_samples)
         dev_data = read_data(cfg.data.dev_file, dev_cfg)
-    model, tokenizer, model_dir = load_model(cfg.model, device)
+    method = get_method(cfg.method.name)
+    load_extra = method.load_kwargs(cfg.method, device) if method.load_kwargs else {}
+    model, tokenizer, model_dir = load_model(cfg.model, device, **load_extra)
     template = get_template(cfg.data.template, tokenizer)
     renderer = Renderer(template, tokenizer, cfg.data.system_prompt)
-    train_rows, train_stats = encode_rows(cfg.data.train_file, train_data, cfg.data, renderer)
+    train_rows, train_stats = _tokenized(cfg.data.train_file, train_data, cfg.data, renderer)
     log.info(train_stats.line(f"train data ({template.name} template)"))
     dev_rows = None
     if dev_data is not None:
-        dev_rows, dev_stats = encode_rows(cfg.data.dev_file, dev_data, cfg.data, renderer)
+        dev_rows, dev_stats = _tokenized(cfg.data.dev_file, dev_data, dev_cfg, renderer)
         log.info(dev_stats.line("dev data"))
-    model = apply_method(model, cfg.method)
+    model = method.apply(model, cfg.method, TrainContext(device, cfg.train.max_steps))
     params = parameter_report(model)
     log.info(f"method {cfg.method.name}: {params['trainable_params']:,} trainable of "
              f"{params['total_params']:,} parameters ({params['trainable_percent']}%)")
-    args = _training_args(cfg, device, dev_rows is not None)
+    args = _training_args(cfg, device, dev_rows is not None,
+                          method.train_overrides(device) if method.train_overrides else {})
 
     # 2. run dir and trainer
     run_dir = _prepare_run_dir(cfg)
@@ -117,7 +138,8 @@ def train(cfg: Config | dict | str) -> dict:
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=train_rows, eval_dataset=dev_rows,
         data_collator=PadCollator(tokenizer.pad_token_id), meter=meter, time_budget_s=budget.budget_s,
-        callbacks=[ProgressBar(meter, budget.budget_s), MetricsLog(run_dir / "metrics.jsonl", meter), budget],
+        callbacks=[ProgressBar(meter, budget.budget_s), MetricsLog(run_dir / "metrics.jsonl", meter), budget,
+                   *(method.callbacks(model) if method.callbacks else [])],
     )
     trainer.remove_callback(_printer())  # our progress bar and metrics.jsonl replace its prints
     if cfg.train.gradient_checkpointing:
@@ -129,12 +151,12 @@ def train(cfg: Config | dict | str) -> dict:
     train_s = time.time() - start
     dev_loss = trainer.evaluate()["eval_loss"] if dev_rows is not None else None
 
-    # 4. save: adapter (PEFT format), tokenizer, how to render, summary, plot
+    # 4. save: adapter in PEFT format (whole weights for full/freeze), tokenizer, summary, plot
     model.save_pretrained(run_dir)
     tokenizer.save_pretrained(run_dir)
     summary = {
         "base_model": cfg.model.name_or_path, "model_dir": str(model_dir), "method": cfg.method.name,
-        "template": template.name, "system_prompt": cfg.data.system_prompt, **params,
+        "adapter": method.adapter, "template": template.name, "system_prompt": cfg.data.system_prompt, **params,
         "steps": trainer.state.global_step, "train_loss": result.training_loss,
         "dev_loss": dev_loss, "train_time_s": round(train_s, 1),
         "tokens_per_s": round(meter.tokens / max(train_s, 1e-9), 1), "tokens": meter.tokens,

@@ -35,13 +35,15 @@ def lm_loss(model, batch: dict, num_items: int | torch.Tensor | None = None, tar
     labels = batch["labels"]
     shift_labels = labels[:, 1:]
     keep = shift_labels != IGNORE
+    # per-row weights (class balancing) scale each row's tokens; absent, every token counts 1
+    token_w = batch["weights"][:, None].expand_as(shift_labels)[keep] if "weights" in batch else None
     n_targets = int(keep.sum())
     denom = num_items if num_items is not None else max(n_targets, 1)
     if not (target_only and supports_target_only(model)):
         out = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"))
-        logits = out.logits[:, :-1].float()
-        loss = F.cross_entropy(logits[keep], shift_labels[keep], reduction="sum")
-        return loss / denom, n_targets
+        # prompt tuning and p-tuning prepend virtual tokens to the logits: keep the input's positions
+        logits = out.logits[:, -labels.shape[1]:][:, :-1].float()
+        return _ce(logits[keep], shift_labels[keep], token_w) / denom, n_targets
     lm = _causal_lm(model)
     hidden = lm.get_decoder()(
         input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"), use_cache=False
@@ -50,5 +52,10 @@ def lm_loss(model, batch: dict, num_items: int | torch.Tensor | None = None, tar
     cap = getattr(lm.config, "final_logit_softcapping", None)
     if cap:
         logits = torch.tanh(logits / cap) * cap
-    loss = F.cross_entropy(logits, shift_labels[keep], reduction="sum")
-    return loss / denom, n_targets
+    return _ce(logits, shift_labels[keep], token_w) / denom, n_targets
+
+
+def _ce(logits, targets, weights):
+    if weights is None:
+        return F.cross_entropy(logits, targets, reduction="sum")
+    return (F.cross_entropy(logits, targets, reduction="none") * weights.to(logits.dtype)).sum()

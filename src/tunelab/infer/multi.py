@@ -1,0 +1,167 @@
+"""One base model in memory, many runs' adapters on it: a ChatEngine per run, switched per request.
+
+Every run must have been trained on the same base model (run.json `model_dir`) with the same kind
+of adapter (PEFT cannot mix, say, LoRA and prompt tuning in one model). The adapters are loaded
+once; each run's engine drives the shared model through an `AdapterView`, whose `generate` takes a
+lock, activates that run's adapter (or disables all of them for the base model) and generates, so
+requests from several threads never run with another run's adapter.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import tunelab.utils.offline  # noqa: F401
+from tunelab.config import load_config
+from tunelab.config.schema import ModelConfig
+from tunelab.data.template import get_template
+from tunelab.infer.engine import ChatEngine
+from tunelab.models import load_model
+from tunelab.utils.errors import ConfigError
+
+
+@dataclass
+class RunInfo:
+    """What serving needs to know of one run directory."""
+
+    name: str  # the model id clients ask for: the run directory's name
+    run_dir: Path
+    base: Path  # the base model directory its adapter was trained on (itself for full weights)
+    adapter: str | None  # PEFT adapter name inside the shared model; None: the base weights as they are
+    peft_type: str | None
+    template: str
+    system_prompt: str
+    domain: str
+    db: str
+
+
+def read_run_info(run_dir: str | Path) -> RunInfo:
+    """A run directory's serving facts; ConfigError when it is not a finished tunelab run."""
+    run_dir = Path(run_dir)
+    has_adapter = (run_dir / "adapter_config.json").is_file()
+    if not (run_dir / "config.yaml").is_file() or not (has_adapter or (run_dir / "config.json").is_file()):
+        raise ConfigError(f"{run_dir}: not a finished tunelab run (needs config.yaml and an adapter or weights)")
+    cfg = load_config(run_dir / "config.yaml")
+    run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
+    peft_type = None
+    if has_adapter:
+        peft_type = json.loads((run_dir / "adapter_config.json").read_text()).get("peft_type")
+        base = Path(run.get("model_dir", cfg.model.name_or_path))
+    else:
+        base = run_dir  # full / freeze: the run holds whole weights of its own
+    return RunInfo(name=run_dir.resolve().name, run_dir=run_dir, base=base.resolve(), adapter=None,
+                   peft_type=peft_type, template=run.get("template", cfg.data.template),
+                   system_prompt=run.get("system_prompt", cfg.data.system_prompt),
+                   domain=cfg.data.domain, db=cfg.data.db)
+
+
+class AdapterView:
+    """The shared model as one run sees it: `generate` runs under the lock with its adapter active.
+
+    Everything else (device, config, ...) reads through to the shared model.
+    """
+
+    def __init__(self, owner: "MultiEngine", adapter: str | None):
+        self._owner, self._adapter = owner, adapter
+
+    def eval(self):
+        return self
+
+    def generate(self, *args, **kwargs):
+        with self._owner.activate(self._adapter):
+            return self._owner.model.generate(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._owner.model, name)
+
+
+class MultiEngine:
+    """Runs sharing one base model; `engine_for(name)` gives the ChatEngine for a run or the base."""
+
+    def __init__(self, model, tokenizer, runs: list[RunInfo], base_id: str):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.runs = {r.name: r for r in runs}
+        self.base_id = base_id
+        self.lock = threading.Lock()
+        self._has_adapters = any(r.adapter for r in runs)
+        self._engines: dict[str, ChatEngine] = {}
+        for r in runs:
+            self._engines[r.name] = ChatEngine(AdapterView(self, r.adapter), tokenizer,
+                                               get_template(r.template, tokenizer), r.system_prompt,
+                                               domain=r.domain, db=r.db)
+        if base_id not in self._engines:  # a full-weights run *is* its base: no separate entry
+            self._engines[base_id] = ChatEngine(AdapterView(self, None), tokenizer, get_template("auto", tokenizer))
+
+    @property
+    def names(self) -> list[str]:
+        """Model ids to ask for: the base first, then the runs in the order given."""
+        return [self.base_id] + [n for n in self.runs if n != self.base_id]
+
+    def engine_for(self, name: str) -> ChatEngine:
+        if name not in self._engines:
+            raise ConfigError(f"model '{name}' is not loaded; loaded: {', '.join(self.names)}")
+        return self._engines[name]
+
+    @contextmanager
+    def activate(self, adapter: str | None):
+        """Hold the lock with `adapter` active; None runs the base weights (all adapters off)."""
+        with self.lock:
+            if not self._has_adapters:
+                yield
+            elif adapter is None:
+                with self.model.disable_adapter():
+                    yield
+            else:
+                self.model.set_adapter(adapter)
+                yield
+
+    @classmethod
+    def load(cls, run_dirs: list[str | Path], device: str | None = None) -> "MultiEngine":
+        """Load the shared base model once and every run's adapter onto it."""
+        import torch
+        from peft import PeftModel
+
+        if not run_dirs:
+            raise ConfigError("no run directories given")
+        runs = [read_run_info(d) for d in run_dirs]
+        _check_compatible(runs)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        cfg = load_config(runs[0].run_dir / "config.yaml")
+        model, tokenizer, _ = load_model(ModelConfig(**{**cfg.model.__dict__, "name_or_path": str(runs[0].base)}),
+                                         device)
+        for i, r in enumerate(r for r in runs if r.peft_type):
+            r.adapter = f"run{i}"  # run names may hold dots or dashes; module keys may not
+            if i == 0:
+                model = PeftModel.from_pretrained(model, str(r.run_dir), adapter_name=r.adapter)
+            else:
+                model.load_adapter(str(r.run_dir), adapter_name=r.adapter)
+        model = model.to(device)
+        full = next((r for r in runs if not r.peft_type), None)
+        return cls(model, tokenizer, runs, base_id=full.name if full else _base_id(runs[0].base, runs))
+
+
+def _check_compatible(runs: list[RunInfo]) -> None:
+    names = [r.name for r in runs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"run names must be unique (a run is asked for by its directory name): {', '.join(dup)}")
+    bases = {r.base for r in runs}
+    if len(bases) > 1:
+        detail = "; ".join(f"{r.name}: {r.base}" for r in runs)
+        raise ConfigError(f"runs served together must share one base model (run.json model_dir): {detail}")
+    kinds = {r.peft_type for r in runs if r.peft_type}
+    if len(kinds) > 1:
+        detail = "; ".join(f"{r.name}: {r.peft_type}" for r in runs)
+        raise ConfigError(f"runs served together must use one kind of adapter (PEFT cannot mix them): {detail}")
+
+
+def _base_id(base: Path, runs: list[RunInfo]) -> str:
+    """The base model's id: its directory name, made distinct from every run name."""
+    taken = {r.name for r in runs}
+    name = base.name or "base"
+    return name if name not in taken else f"{name}-base"

@@ -1,0 +1,184 @@
+"""The OpenAI chat-completions wire format <-> tunelab Turns.
+
+Requests are checked field by field, so a bad one is a 400 that names the field (`param`); replies
+and stream chunks are built in the shapes the official clients parse.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from tunelab.data.schema import Turn
+from tunelab.infer.engine import GenerationOptions
+from tunelab.serve.errors import APIError
+
+DEFAULT_MAX_TOKENS = 256
+
+
+@dataclass
+class ChatRequest:
+    model: str
+    turns: list[Turn]
+    opts: GenerationOptions
+    stream: bool = False
+    stop: list[str] = field(default_factory=list)
+    tools: list[dict] | None = None  # the client's tool list (even empty): it runs the calls itself
+    include_usage: bool = False
+
+
+def _bad(message: str, param: str) -> APIError:
+    return APIError(400, message, param=param, code="invalid_value")
+
+
+def _number(body: dict, key: str, default: float, lo: float, hi: float, lo_open: bool = False) -> float:
+    v = body.get(key)
+    if v is None:
+        return default
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v > hi or v < lo or (lo_open and v == lo):
+        raise _bad(f"'{key}' must be a number in {'(' if lo_open else '['}{lo}, {hi}], got {v!r}", key)
+    return float(v)
+
+
+def _text(content: Any, param: str) -> str:
+    """Message content: a string, or a list of text parts (other part types are refused)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        out = []
+        for i, part in enumerate(content):
+            if not (isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)):
+                raise _bad("only text content parts are supported", f"{param}[{i}]")
+            out.append(part["text"])
+        return "".join(out)
+    raise _bad("content must be a string or a list of text parts", param)
+
+
+def _tool_calls(calls: Any, where: str, names: dict[str, str]) -> list[Turn]:
+    if not isinstance(calls, list) or not calls:
+        raise _bad("tool_calls must be a non-empty list", f"{where}.tool_calls")
+    turns = []
+    for j, c in enumerate(calls):
+        p = f"{where}.tool_calls[{j}]"
+        fn = c.get("function") if isinstance(c, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
+            raise _bad("a tool call needs function.name", f"{p}.function.name")
+        try:
+            args = json.loads(fn.get("arguments") or "{}")
+        except (TypeError, json.JSONDecodeError):
+            raise _bad("function.arguments must be a JSON object in a string", f"{p}.function.arguments") from None
+        if not isinstance(args, dict):
+            raise _bad("function.arguments must be a JSON object in a string", f"{p}.function.arguments")
+        if isinstance(c.get("id"), str):
+            names[c["id"]] = fn["name"]
+        turns.append(Turn("tool_call", name=fn["name"], arguments=args))
+    return turns
+
+
+def messages_to_turns(messages: Any) -> list[Turn]:
+    """OpenAI messages -> Turns: assistant tool_calls become tool_call turns, role tool a tool_result."""
+    if not isinstance(messages, list) or not messages:
+        raise _bad("'messages' must be a non-empty list", "messages")
+    turns: list[Turn] = []
+    names: dict[str, str] = {}  # tool_call_id -> tool name, for the results that answer them
+    for i, m in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(m, dict):
+            raise _bad("each message must be an object", where)
+        role = m.get("role")
+        if role in ("system", "developer", "user"):
+            turns.append(Turn("user" if role == "user" else "system", content=_text(m.get("content"), f"{where}.content")))
+        elif role == "assistant":
+            if m.get("tool_calls"):  # the template renders a call on its own; any text beside it is dropped
+                turns += _tool_calls(m["tool_calls"], where, names)
+            else:
+                turns.append(Turn("assistant", content=_text(m.get("content"), f"{where}.content")))
+        elif role == "tool":
+            text = _text(m.get("content"), f"{where}.content")
+            try:
+                records = json.loads(text)
+            except json.JSONDecodeError:
+                records = text
+            name = names.get(m.get("tool_call_id")) or m.get("name") or "tool"
+            turns.append(Turn("tool_result", name=str(name), records=records))
+        else:
+            raise _bad(f"role {role!r} is not supported; valid: system, developer, user, assistant, tool",
+                       f"{where}.role")
+    return turns
+
+
+def parse_chat_request(body: Any, max_tokens_cap: int) -> ChatRequest:
+    """A request body -> ChatRequest; max_tokens is capped at `max_tokens_cap`, never refused for size."""
+    if not isinstance(body, dict):
+        raise _bad("the request body must be a JSON object", "")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise _bad("'model' must be a model id from /v1/models", "model")
+    if body.get("n", 1) != 1:
+        raise _bad("only n=1 is supported", "n")
+    key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    max_tokens = body.get(key)
+    if max_tokens is None:
+        max_tokens = min(DEFAULT_MAX_TOKENS, max_tokens_cap)
+    elif isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise _bad(f"'{key}' must be a positive integer", key)
+    stop = body.get("stop") or []
+    stop = [stop] if isinstance(stop, str) else stop
+    if not (isinstance(stop, list) and len(stop) <= 4 and all(isinstance(s, str) and s for s in stop)):
+        raise _bad("'stop' must be a string or a list of up to 4 non-empty strings", "stop")
+    tools = body.get("tools")
+    if tools is not None and not (isinstance(tools, list) and all(
+            isinstance(t, dict) and isinstance(t.get("function"), dict) and t["function"].get("name") for t in tools)):
+        raise _bad("'tools' must be a list of {type: function, function: {name, ...}}", "tools")
+    opts = GenerationOptions(max_new_tokens=min(max_tokens, max_tokens_cap),
+                             temperature=_number(body, "temperature", 0.0, 0.0, 2.0),  # greedy unless asked
+                             top_p=_number(body, "top_p", 1.0, 0.0, 1.0, lo_open=True))
+    stream_opts = body.get("stream_options") or {}
+    return ChatRequest(model=model, turns=messages_to_turns(body.get("messages")), opts=opts,
+                       stream=bool(body.get("stream", False)), stop=stop, tools=tools,
+                       include_usage=bool(isinstance(stream_opts, dict) and stream_opts.get("include_usage")))
+
+
+def new_id() -> str:
+    return "chatcmpl-" + uuid.uuid4().hex[:24]
+
+
+def tool_call_json(turn: Turn, index: int | None = None) -> dict:
+    """A tool_call Turn as an OpenAI tool call; arguments a model got wrong go back as it wrote them."""
+    args = json.dumps(turn.arguments, ensure_ascii=False) if turn.arguments is not None else turn.content
+    out = {"id": "call_" + uuid.uuid4().hex[:24], "type": "function",
+           "function": {"name": turn.name, "arguments": args}}
+    return out if index is None else {"index": index, **out}
+
+
+def message_of(turn: Turn, finish: str) -> tuple[dict, str]:
+    """(assistant message, finish_reason) for the turn a model produced."""
+    if turn.role == "tool_call":
+        return {"role": "assistant", "content": None, "tool_calls": [tool_call_json(turn)]}, "tool_calls"
+    return {"role": "assistant", "content": turn.content}, finish
+
+
+def completion_body(cid: str, model: str, turn: Turn, finish: str, usage: dict) -> dict:
+    message, finish = message_of(turn, finish)
+    return {"id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+            "usage": usage}
+
+
+def chunk(cid: str, model: str, created: int, delta: dict, finish: str | None = None,
+          usage: dict | None = None) -> str:
+    """One SSE event holding a chat.completion.chunk."""
+    body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+    if usage is not None:  # the usage chunk of stream_options.include_usage has no choices
+        body["choices"], body["usage"] = [], usage
+    return sse(body)
+
+
+def sse(obj: Any) -> str:
+    return "data: " + (obj if isinstance(obj, str) else json.dumps(obj, ensure_ascii=False)) + "\n\n"

@@ -1,0 +1,107 @@
+"""`tunelab webui`: a Gradio page to chat with trained runs and see what their tools found.
+
+Chat on the left; on the right the adapter picker (when several runs are loaded), the search
+arguments of the last turn and the hotels it returned. Every message goes through the Agent loop
+with the run's domain tools (data.domain / data.db of its config); a run without a domain chats
+plainly. Nothing here reaches the internet: analytics off, no share link, system fonts only.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported anywhere
+
+from tunelab.data.schema import Turn  # noqa: E402
+from tunelab.infer.agent import Agent  # noqa: E402
+from tunelab.infer.engine import GenerationOptions  # noqa: E402
+from tunelab.infer.multi import MultiEngine  # noqa: E402
+from tunelab.infer.tools import domain_tools  # noqa: E402
+
+HOTEL_COLUMNS = ["name", "type", "price", "rating", "address", "subway", "phone", "facilities"]
+
+
+def respond(engines: MultiEngine, model: str, message: str, history: list[Turn],
+            opts: GenerationOptions) -> tuple[str, list[Turn], dict | None, list[list]]:
+    """One user message through the agent: (reply text, new history, last search, hotel rows).
+
+    The search is {"tool", "arguments", "error"} of the turn's last tool call (None when it made
+    none); the rows are the records of its last successful one, one list per HOTEL_COLUMNS.
+    """
+    engine = engines.engine_for(model)
+    tools = domain_tools(engine.domain, engine.db)  # opened per message: Gradio answers from many threads
+    result = Agent(lambda turns: engine.reply(turns, opts), tools).respond(history, message)
+    search, rows = None, []
+    for e in result.events:
+        search = {"tool": e.name, "arguments": e.arguments, "error": e.error}
+        if e.error is None:
+            rows = [[_cell(r.get(c)) for c in HOTEL_COLUMNS] for r in e.records or [] if isinstance(r, dict)]
+    return result.reply.content, history + result.turns, search, rows
+
+
+def _cell(value):
+    return "、".join(map(str, value)) if isinstance(value, list) else ("" if value is None else value)
+
+
+def _theme():
+    import gradio as gr
+
+    # The default theme imports web fonts from a font CDN; system fonts keep the page offline.
+    return gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+
+
+def build_webui(engines: MultiEngine, max_new_tokens: int = 256, temperature: float = 0.0):
+    """The Gradio Blocks app (not launched)."""
+    import gradio as gr
+    import pandas as pd
+
+    opts = GenerationOptions(max_new_tokens=max_new_tokens, temperature=temperature)
+    runs = [n for n in engines.names if n in engines.runs]
+    choices = runs + [n for n in engines.names if n not in engines.runs]  # runs first, the base last
+    empty = pd.DataFrame([], columns=HOTEL_COLUMNS)
+
+    def on_message(message: str, chat: list, history: list, model: str):
+        message = (message or "").strip()
+        if not message:
+            return "", chat, history, gr.skip(), gr.skip()
+        reply, history, search, rows = respond(engines, model or choices[0], message, history, opts)
+        chat = list(chat or []) + [{"role": "user", "content": message}, {"role": "assistant", "content": reply}]
+        return "", chat, history, search, pd.DataFrame(rows, columns=HOTEL_COLUMNS)
+
+    with gr.Blocks(title="tunelab", analytics_enabled=False) as demo:
+        gr.Markdown("### tunelab: chat with a fine-tuned run")
+        history = gr.State([])
+        with gr.Row():
+            with gr.Column(scale=3):
+                chatbot = gr.Chatbot(label="chat", height=460, elem_id="chat", buttons=["copy", "copy_all"])
+                box = gr.Textbox(placeholder="Ask for a hotel, e.g. 想住经济型的，500块以内", show_label=False,
+                                 elem_id="message", submit_btn=False)
+                with gr.Row():
+                    send = gr.Button("Send", variant="primary", elem_id="send")
+                    clear = gr.Button("Clear", elem_id="clear")
+            with gr.Column(scale=2):
+                picker = gr.Dropdown(choices, value=choices[0], label="adapter", elem_id="adapter",
+                                     visible=len(runs) > 1)
+                search = gr.JSON(label="search arguments (last turn)", elem_id="search")
+                hotels = gr.Dataframe(value=empty, label="hotels returned (last turn)", elem_id="hotels",
+                                      interactive=False, wrap=True)
+        outputs = [box, chatbot, history, search, hotels]
+        box.submit(on_message, [box, chatbot, history, picker], outputs)
+        send.click(on_message, [box, chatbot, history, picker], outputs)
+        reset = lambda: ("", [], [], None, empty)  # noqa: E731
+        clear.click(reset, None, outputs)
+        picker.change(reset, None, outputs)  # a conversation belongs to one model
+    return demo
+
+
+def launch_webui(run_dirs: list[str], host: str = "127.0.0.1", port: int = 7860, device: str | None = None,
+                 max_new_tokens: int = 256, prevent_thread_lock: bool = False):
+    """Load the runs and serve the page on host:port (loopback unless told otherwise)."""
+    demo = build_webui(MultiEngine.load(run_dirs, device), max_new_tokens=max_new_tokens)
+    return launch(demo, host, port, prevent_thread_lock)
+
+
+def launch(demo, host: str, port: int, prevent_thread_lock: bool = False):
+    demo.queue(default_concurrency_limit=1)  # one model, one generation at a time
+    return demo.launch(server_name=host, server_port=port, share=False, inbrowser=False, ssr_mode=False,
+                       footer_links=[], theme=_theme(), prevent_thread_lock=prevent_thread_lock, quiet=True)

@@ -1,0 +1,153 @@
+"""The one generation thread behind the API, the bounded queue in front of it, and the text plumbing.
+
+One model generates one request at a time (the adapters share its weights), so requests wait their
+turn in a queue of fixed size; a request that finds it full is refused at once with 429 and a
+Retry-After estimate instead of hanging. A request that times out or whose client goes away sets
+its cancel flag: a job still waiting is dropped, a streaming one stops reading at the next piece.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable
+
+from tunelab.data.schema import Turn
+from tunelab.data.template import TOOL_OPEN
+from tunelab.infer.engine import ChatEngine, GenerationOptions
+from tunelab.serve.errors import APIError
+
+
+class Cancelled(Exception):
+    """The request went away (timeout, disconnect) before its job started."""
+
+
+class GenerationWorker:
+    """A single generation thread with at most `queue_size` requests admitted (running + waiting)."""
+
+    def __init__(self, queue_size: int):
+        if queue_size < 1:
+            raise ValueError("queue_size must be at least 1")
+        self.queue_size = queue_size
+        self.in_flight = 0
+        self._lock = threading.Lock()
+        self._seconds: deque[float] = deque(maxlen=20)  # recent job times, for Retry-After
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tunelab-generate")
+
+    def retry_after(self) -> int:
+        """Seconds until a slot is likely free: the queue ahead times the recent mean job time."""
+        mean = sum(self._seconds) / len(self._seconds) if self._seconds else 1.0
+        return max(1, min(120, math.ceil(mean * max(self.in_flight, 1))))
+
+    def submit(self, fn: Callable[[], object], cancel: threading.Event) -> Future:
+        """Queue `fn`; APIError 429 at once when the queue is full."""
+        with self._lock:
+            if self.in_flight >= self.queue_size:
+                raise APIError(429, f"server busy: {self.in_flight} requests queued (limit {self.queue_size}); "
+                               "retry later", code="queue_full", headers={"Retry-After": str(self.retry_after())})
+            self.in_flight += 1
+
+        def job():
+            if cancel.is_set():
+                raise Cancelled()
+            start = time.monotonic()
+            try:
+                return fn()
+            finally:
+                self._seconds.append(time.monotonic() - start)
+
+        fut = self._pool.submit(job)
+        fut.add_done_callback(self._leave)  # also runs when a waiting job is cancelled
+        return fut
+
+    def _leave(self, _fut: Future) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class StopScanner:
+    """Cuts streamed text at the first stop string; holds back a tail that may be the start of one."""
+
+    def __init__(self, stops: list[str]):
+        self.stops, self.buf, self.stopped = stops, "", False
+
+    def feed(self, piece: str) -> str:
+        """The text now safe to show."""
+        if self.stopped:
+            return ""
+        self.buf += piece
+        hits = [self.buf.find(s) for s in self.stops if s in self.buf]
+        if hits:
+            out, self.buf, self.stopped = self.buf[:min(hits)], "", True
+            return out
+        keep = max((k for s in self.stops for k in range(1, len(s)) if self.buf.endswith(s[:k])), default=0)
+        cut = len(self.buf) - keep
+        out, self.buf = self.buf[:cut], self.buf[cut:]
+        return out
+
+    def flush(self) -> str:
+        out, self.buf = self.buf, ""
+        return out
+
+
+def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
+    """(text up to the first stop string, whether one was found)."""
+    hits = [text.find(s) for s in stops if s in text]
+    return (text[:min(hits)], True) if hits else (text, False)
+
+
+def count_tokens(engine: ChatEngine, text: str) -> int:
+    return len(engine.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
+
+
+def finish_reason(engine: ChatEngine, text: str, opts: GenerationOptions, stopped: bool) -> str:
+    """'stop' at the end of the turn or a stop string, 'length' when max_tokens ran out (by token count)."""
+    return "length" if not stopped and count_tokens(engine, text) >= opts.max_new_tokens else "stop"
+
+
+def stream_turn(engine: ChatEngine, turns: list[Turn], opts: GenerationOptions, stops: list[str],
+                emit: Callable[[str], None], cancel: threading.Event) -> tuple[Turn, str]:
+    """Stream the next turn: plain text goes to `emit` as it comes, a tool call is held and parsed.
+
+    Returns (turn, finish_reason). Text is cut at the first of `stops`.
+    """
+    scanner = StopScanner(stops)
+    raw: list[str] = []
+    shown: list[str] = []
+    mode = None  # None: not yet known, "text" or "tool"
+
+    def show(text: str) -> None:
+        if text:
+            shown.append(text)
+            emit(text)
+
+    for piece in engine.stream(turns, opts):
+        if cancel.is_set():
+            break
+        raw.append(piece)
+        if mode is None:
+            head = "".join(raw).lstrip()
+            if head.startswith(TOOL_OPEN):
+                mode = "tool"
+            elif head and not TOOL_OPEN.startswith(head):
+                mode, piece = "text", head
+            else:
+                continue  # could still become a tool call
+        if mode == "text":
+            show(scanner.feed(piece))
+            if scanner.stopped:
+                break
+    full = "".join(raw)
+    if mode == "tool":
+        return engine.template.parse_reply(full), "tool_calls"
+    if mode is None:  # ended while it still looked like the start of a tool call: it was text
+        show(scanner.feed(full.lstrip()))
+    show(scanner.flush())
+    text = "".join(shown)
+    return Turn("assistant", content=text.strip()), finish_reason(engine, full, opts, scanner.stopped)
