@@ -48,12 +48,14 @@ class SFTTrainer(Trainer):
 
         from torch.optim.lr_scheduler import LambdaLR
 
-        warmup, floor = self.args.warmup_steps, 0.1
+        warmup, floor, start = self.args.warmup_steps, 0.1, []
 
         def factor(step: int) -> float:
+            if not start and step > 0:
+                start.append(time.time())  # the clock starts at the first optimizer step, not at set-up
             if step < warmup:
                 return (step + 1) / (warmup + 1)
-            frac = min((time.time() - self.meter.start) / self.time_budget_s, 1.0)
+            frac = min((time.time() - start[0]) / self.time_budget_s, 1.0) if start else 0.0
             return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * frac))
 
         self.lr_scheduler = LambdaLR(optimizer or self.optimizer, factor)
