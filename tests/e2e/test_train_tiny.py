@@ -23,7 +23,9 @@ def run(tiny_llama, tmp_path_factory):
     from tests.conftest import SAMPLE
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    summary = train(cfg(tiny_llama, SAMPLE, out, save_steps=15))
+    c = cfg(tiny_llama, SAMPLE, out, save_steps=15)
+    c["eval"] = {"dev_items": 3, "max_new_tokens": 6}
+    summary = train(c)
     return out, summary
 
 
@@ -38,6 +40,7 @@ def test_loss_falls_and_artifacts_exist(run):
                  "checkpoint-15", "checkpoint-30", "tokenizer.json"]:
         assert (out / name).exists(), name
     assert summary["dev_loss"] is not None and summary["trainable_params"] > 0
+    assert summary["dev_metrics"]["n_items"] == 3 and (out / "eval-hotel_sample" / "report.md").is_file()
     assert (out / "loss.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -7,7 +7,7 @@ PKG = Path(__file__).resolve().parents[2] / "src" / "tunelab"
 RANK = {"utils": 0, "config": 1, "data": 2, "methods": 2, "models": 2, "domains": 2,
         "train": 3, "evaluate": 3, "infer": 3, "cli": 4, "serve": 4}
 # Same-rank imports allowed where one part is built from another's schema, never the reverse.
-ALLOWED_SIDEWAYS = {("domains", "data"), ("methods", "models"), ("evaluate", "infer"), ("train", "evaluate"), ("cli", "serve")}
+ALLOWED_SIDEWAYS = {("domains", "data"), ("methods", "models"), ("evaluate", "infer"), ("train", "evaluate"), ("train", "infer"), ("cli", "serve")}
 
 
 def imports_of(path: Path) -> set[str]:

@@ -95,6 +95,7 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
+    dev_items: int = opt(0, "after training, generate and score this many dev items (0: dev loss only)")
     max_new_tokens: int = opt(256, "longest generated turn")
     batch_size: int = opt(8, "items per generation batch")
     limit: int = opt(0, "evaluate at most N items (0: all)")

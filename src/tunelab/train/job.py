@@ -163,6 +163,14 @@ def train(cfg: Config | dict | str) -> dict:
         "peak_rss_mb": round(peak_rss_mb(), 1), "stopped_by_time_budget": budget.hit,
         "train_data": train_stats.__dict__, "device": device,
     }
+    if cfg.eval.dev_items and cfg.data.dev_file:  # task metrics on a dev subset, beside the dev loss
+        from tunelab.evaluate.job import evaluate
+        from tunelab.infer.engine import ChatEngine
+
+        engine = ChatEngine(model, tokenizer, template, cfg.data.system_prompt)  # the trained model, in memory
+        summary["dev_metrics"] = evaluate(run_dir, cfg.data.dev_file, limit=cfg.eval.dev_items,
+                                          batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens,
+                                          db=cfg.data.db or None, engine=engine)
     write_json(run_dir / RUN_FILE, summary)
     plot_loss(run_dir / "metrics.jsonl", run_dir / "loss.png")
     log.info(f"run saved to {run_dir}: train loss {result.training_loss:.4f}"
