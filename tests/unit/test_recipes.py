@@ -1,0 +1,22 @@
+"""Every recipe in recipes/ loads into a valid config whose method is registered."""
+
+from pathlib import Path
+
+import pytest
+
+from tunelab.config import load_config
+from tunelab.methods import METHODS
+
+RECIPES = sorted((Path(__file__).resolve().parents[2] / "recipes").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_recipe_loads(path):
+    cfg = load_config(path)
+    assert cfg.method.name in METHODS
+    if path.name.startswith("hotel_"):
+        assert path.stem == f"hotel_{cfg.method.name}" and cfg.data.domain == "hotel"
+
+
+def test_every_method_has_a_hotel_recipe():
+    assert {p.stem.removeprefix("hotel_") for p in RECIPES if p.name.startswith("hotel_")} == set(METHODS)
