@@ -28,6 +28,9 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
+    task: str = opt("sft", "sft (chat fine-tuning) or classify (`text`/`label` rows from CSV, JSONL or JSON; "
+                    "an encoder gets a classification head, a causal LM learns the label as its answer)")
+    labels: list[str] = opt([], "classify: the label set in a fixed order; empty: the sorted labels of train_file")
     train_file: str = opt("", "training data: JSONL/JSON file (or a `datasets` directory)")
     dev_file: str = opt("", "optional development data, same formats; dev loss is logged at eval steps")
     format: str = opt(

@@ -102,6 +102,9 @@ def train(cfg: Config | dict | str) -> dict:
 
     if not isinstance(cfg, Config):
         cfg = load_config(cfg) if isinstance(cfg, str) else load_config(overrides=cfg)
+    if cfg.data.task != "sft":  # classify: its own job (train/classify.py)
+        from tunelab.train.classify import train_classifier
+        return train_classifier(cfg)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if not cfg.data.train_file:
         raise ConfigError("data.train_file is empty; set it in the config or with --data.train_file=PATH")
