@@ -31,10 +31,14 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=40)
     ap.add_argument("--methods", default="lora,dora,adalora,ia3,prompt_tuning,p_tuning,prefix_tuning,full,freeze")
     ap.add_argument("--out", default="runs/methods")
+    ap.add_argument("--reuse", action="store_true", help="keep methods already trained and evaluated in --out")
     args = ap.parse_args()
     runs, refused = [], []
     for name in args.methods.split(","):
         out = f"{args.out}/{name}"
+        if args.reuse and (REPO / out / "eval-test" / "metrics.json").is_file():
+            runs.append(out)
+            continue
         proc = tunelab("train", "recipes/hotel_lora.yaml", f"--method.name={name}", f"--train.output_dir={out}",
                        f"--train.max_steps={args.steps}", "--train.time_budget_minutes=0", "--train.save_steps=0",
                        f"--train.learning_rate={LR.get(name, 1e-3)}", "--data.max_length=512",

@@ -46,6 +46,11 @@ def test_wrong_types(override, expected):
         load_config(overrides=[override])
 
 
+def test_exponent_without_dot_is_a_number(tmp_path):
+    cfg = load_config(write(tmp_path, "train: {learning_rate: 3e-5}\n"), ["--train.max_steps=10", "--train.weight_decay=1e-2"])
+    assert cfg.train.learning_rate == 3e-5 and cfg.train.weight_decay == 0.01
+
+
 def test_bad_override_syntax():
     with pytest.raises(ConfigError, match="--section.key=value"):
         parse_overrides(["--max_steps=3"])

@@ -45,6 +45,12 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         raise ConfigError(f"{where}: expected true or false, got {value!r}")
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp in (int, float) and isinstance(value, str):
+        # YAML 1.1 reads `3e-5` (no dot) as a string; a number is what was meant
+        try:
+            return tp(value)
+        except ValueError:
+            pass
     if tp in (int, float, str) and (not isinstance(value, tp) or isinstance(value, bool)):
         raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
     return value
