@@ -27,8 +27,10 @@ TOOLS = {"search_hotels": fake_search}
 def test_good_call_runs_tool_and_feeds_records_back():
     model = scripted(Turn("tool_call", name="search_hotels", arguments={"type": "经济型"}),
                      Turn("assistant", content="推荐您去如家，每晚298元。"))
-    res = Agent(model, TOOLS).respond([], "找个经济型酒店")
+    seen_events = []
+    res = Agent(model, TOOLS, on_event=seen_events.append).respond([], "找个经济型酒店")
     assert res.reply.content == "推荐您去如家，每晚298元。" and not res.fallback
+    assert seen_events == res.events
     assert [t.role for t in res.turns] == ["user", "tool_call", "tool_result", "assistant"]
     assert res.turns[2].records == [{"name": "如家", "price": 298}]
     assert res.events[0].records and res.events[0].error is None

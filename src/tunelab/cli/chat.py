@@ -38,21 +38,21 @@ def _streaming_reply(engine, opts):
     return reply
 
 
-def _show_events(result) -> None:
-    for e in result.events:
-        args = json.dumps(e.arguments, ensure_ascii=False) if e.arguments is not None else "(malformed)"
-        print(f"  [{e.name or 'tool'}] {args}")
-        if e.error:
-            print(f"  [error] {e.error}")
-        else:
-            names = [r.get("name", "?") for r in e.records or [] if isinstance(r, dict)]
-            print(f"  [found {len(names)}] {', '.join(names) if names else '-'}")
+def _show_event(e) -> None:
+    """Print a search's arguments and what it found, as it happens."""
+    args = json.dumps(e.arguments, ensure_ascii=False) if e.arguments is not None else "(malformed)"
+    print(f"  [{e.name or 'tool'}] {args}")
+    if e.error:
+        print(f"  [error] {e.error}")
+    else:
+        names = [r.get("name", "?") for r in e.records or [] if isinstance(r, dict)]
+        print(f"  [found {len(names)}] {', '.join(names) if names else '-'}")
 
 
 def chat_loop(run_dir: str, max_new_tokens: int = 256, temperature: float = 0.0) -> None:
     engine = load_engine(run_dir)
     opts = GenerationOptions(max_new_tokens=max_new_tokens, temperature=temperature)
-    agent = Agent(_streaming_reply(engine, opts), domain_tools(engine.domain, engine.db))
+    agent = Agent(_streaming_reply(engine, opts), domain_tools(engine.domain, engine.db), on_event=_show_event)
     history: list[Turn] = []
     print("tunelab chat: type a message; /reset clears the history, /exit quits.")
     while True:
@@ -69,7 +69,6 @@ def chat_loop(run_dir: str, max_new_tokens: int = 256, temperature: float = 0.0)
         if not text:
             continue
         result = agent.respond(history, text)
-        _show_events(result)
         if result.fallback:
             print("assistant> " + result.reply.content)
         history += result.turns

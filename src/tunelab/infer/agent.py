@@ -34,8 +34,9 @@ class AgentResult:
 
 class Agent:
     def __init__(self, reply_fn: Callable[[list[Turn]], Turn], tools: dict[str, Tool],
-                 max_calls: int = 3, fallback: str = FALLBACK):
+                 max_calls: int = 3, fallback: str = FALLBACK, on_event: Callable[[ToolEvent], None] | None = None):
         self.reply_fn, self.tools, self.max_calls, self.fallback = reply_fn, tools, max_calls, fallback
+        self.on_event = on_event  # called as each tool call is run, before the model answers
 
     def _run(self, call: Turn) -> ToolEvent:
         if call.arguments is None:
@@ -64,6 +65,8 @@ class Agent:
                 return AgentResult(reply, turns[new_start:], events, fallback=reply is not out)
             event = self._run(out)
             events.append(event)
+            if self.on_event:
+                self.on_event(event)
             turns.append(Turn("tool_call", name=out.name or "unknown", arguments=out.arguments or {},
                               content=out.content))
             if event.error is None:
