@@ -34,6 +34,11 @@ class ProgressBar(TrainerCallback):
                    "tok/s": f"{self.meter.rate():.0f}"}
         if self.budget_s:
             postfix["budget_left"] = f"{max(self.budget_s - elapsed, 0) / 60:.1f}m"
+            # the budget, not the epoch, ends this run: size the bar (and so its ETA) to the steps it allows
+            done = state.global_step - self.bar.initial
+            if done >= 3 and elapsed > 0:
+                expected = self.bar.initial + int(done / elapsed * self.budget_s)
+                self.bar.total = max(state.global_step, min(state.max_steps, expected))
         self.bar.set_postfix(postfix, refresh=False)
 
     def on_log(self, args, state, control, logs=None, **kw):
