@@ -5,10 +5,9 @@ Every bad row stops the read with `file:line: reason`; labels come back as strin
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 
+from tunelab.data.readers.base import read_rows
 from tunelab.data.schema import Conversation, Turn
 from tunelab.utils.errors import DataError
 
@@ -34,32 +33,12 @@ def _check(where: str, row, text_key: str, label_key: str) -> tuple[str, str]:
 
 def _rows(path: Path):
     """(where, row) pairs; `where` is `file:line` (a JSON array: `file:item N`)."""
-    if path.suffix.lower() in (".csv", ".tsv"):
-        with path.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
-            for row in reader:
-                # DictReader puts missing cells as None and surplus cells under the key None
-                yield f"{path}:{reader.line_num}", {k: v for k, v in row.items() if k is not None}
-        return
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() == ".json" or text.lstrip().startswith("["):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
-        if not isinstance(data, list):
-            raise DataError(f"{path}: a JSON file must hold a list of objects")
-        for i, row in enumerate(data, 1):
-            yield f"{path}:item {i}", row
-        return
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-        yield f"{path}:{n}", row
+    is_array = path.suffix.lower() == ".json"
+    for n, row in read_rows(path):
+        where = f"{path}:item {n}" if is_array else f"{path}:{n}"
+        if isinstance(row, DataError):
+            raise DataError(f"{where}: {row}")
+        yield where, row
 
 
 def read_labeled(path: str | Path, text_key: str = "text", label_key: str = "label",

@@ -17,6 +17,7 @@ from tunelab.evaluate.metrics import score_items
 from tunelab.evaluate.report import write_report
 from tunelab.infer.batch import generate_batch
 from tunelab.infer.engine import GenerationOptions, load_engine
+from tunelab.infer.tools import domain_tools
 from tunelab.utils.io import write_json, write_jsonl
 from tunelab.utils.log import log
 
@@ -43,12 +44,10 @@ def hotel_runner(db_path: str | None) -> Callable | None:
     """run_search for tool execution match: argument dict -> hotel names, None when invalid."""
     if not db_path or not Path(db_path).is_file():
         return None
-    from tunelab.domains.hotel import connect, search_hotels
-
-    conn = connect(db_path)
+    search = domain_tools("hotel", db_path)["search_hotels"]  # the same tool chat and serve run
 
     def run(args):
-        res = search_hotels(conn, args)
+        res = search(args)
         return [r["name"] for r in res["records"]] if res.get("ok") else None
 
     return run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,8 +111,6 @@ def load_engine(run_dir: str | Path, device: str | None = None, merge: bool = Fa
         raise ConfigError(f"{run_dir}: not a finished tunelab run (needs config.yaml and an adapter or weights)")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     cfg = load_config(run_dir / "config.yaml")
-    import json
-
     run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
     base = run.get("model_dir", cfg.model.name_or_path) if has_adapter else str(run_dir)  # full/freeze: own weights
     model, tokenizer, _ = load_model(ModelConfig(**{**cfg.model.__dict__, "name_or_path": base}), device)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from tunelab.config.schema import MethodConfig
@@ -36,7 +36,6 @@ class Method:
     callbacks: Callable | None = None  # (model) -> list of TrainerCallback
     train_overrides: Callable | None = None  # (device) -> TrainingArguments overrides
     adapter: bool = True  # False: the run saves whole weights, not a PEFT adapter
-    extra: dict = field(default_factory=dict)
 
 
 METHODS: dict[str, Method] = {}

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 
 import tunelab.utils.offline  # noqa: F401
+from transformers.trainer_callback import PrinterCallback
+
 from tunelab.config import Config, save_config
 from tunelab.data.collate import PadCollator
 from tunelab.data.dataset import encode_rows
@@ -29,7 +31,7 @@ from tunelab.methods import TrainContext, get_method, parameter_report
 from tunelab.models import load_model
 from tunelab.models.load import load_tokenizer, pick_dtype, resolve_model_dir
 from tunelab.train.callbacks import MetricsLog, ProgressBar, TimeBudget, peak_rss_mb
-from tunelab.train.job import RUN_FILE, _prepare_run_dir, _printer, _training_args
+from tunelab.train.job import RUN_FILE, _prepare_run_dir, _training_args
 from tunelab.train.plot import plot_loss
 from tunelab.train.trainer import SFTTrainer, TokenMeter
 from tunelab.utils.errors import ConfigError, ModelError
@@ -259,7 +261,7 @@ def train_classifier(cfg: Config) -> dict:
                              data_collator=PadCollator(tokenizer.pad_token_id), meter=meter,
                              time_budget_s=budget.budget_s,
                              callbacks=callbacks + (method.callbacks(model) if method.callbacks else []))
-    trainer.remove_callback(_printer())
+    trainer.remove_callback(PrinterCallback)
 
     # 3. train
     start = time.time()

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 import tunelab.utils.offline  # noqa: F401
+from transformers.trainer_callback import PrinterCallback
+
 from tunelab.config import Config, load_config, save_config
 from tunelab.data.cache import cache_key, load_or_build
 from tunelab.data.collate import PadCollator
@@ -26,12 +28,6 @@ from tunelab.utils.log import log
 from tunelab.utils.paths import cache_dir
 
 RUN_FILE = "run.json"
-
-
-def _printer():
-    from transformers.trainer_callback import PrinterCallback
-
-    return PrinterCallback
 
 
 def _training_args(cfg: Config, device: str, has_dev: bool, method_overrides: dict):
@@ -144,7 +140,7 @@ def train(cfg: Config | dict | str) -> dict:
         callbacks=[ProgressBar(meter, budget.budget_s), MetricsLog(run_dir / "metrics.jsonl", meter), budget,
                    *(method.callbacks(model) if method.callbacks else [])],
     )
-    trainer.remove_callback(_printer())  # our progress bar and metrics.jsonl replace its prints
+    trainer.remove_callback(PrinterCallback)  # our progress bar and metrics.jsonl replace its prints
     if cfg.train.gradient_checkpointing:
         model.enable_input_require_grads()
 

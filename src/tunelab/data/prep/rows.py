@@ -34,34 +34,15 @@ class Row:
 
 def load_rows(path: str | Path) -> list[Row]:
     """Every row of a .jsonl/.json/.csv file or `datasets` directory; malformed lines come back as
-    Rows with `error` set instead of stopping the read."""
-    path = Path(path)
-    if path.is_file() and path.suffix.lower() == ".csv":
-        return _csv_rows(path)
-    if path.is_file() and path.suffix.lower() != ".json":
-        out = []
-        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                out.append(Row(lineno, json.loads(line)))
-            except json.JSONDecodeError as e:
-                out.append(Row(lineno, error=f"invalid JSON ({e.msg} at column {e.colno})", raw=line))
-        return out
-    return [Row(n, r) if not isinstance(r, DataError) else Row(n, error=str(r)) for n, r in read_rows(path)]
-
-
-def _csv_rows(path: Path) -> list[Row]:
+    Rows with `error` set instead of stopping the read. CSV cells left empty read as ""."""
     out = []
-    with open(path, encoding="utf-8-sig", newline="") as f:  # -sig: Excel writes a BOM
-        reader = csv.DictReader(f)
-        start = 2  # line 1 is the header
-        for rec in reader:
-            if None in rec:
-                out.append(Row(start, error="more cells than header columns", raw=json.dumps(rec[None])))
-            else:
-                out.append(Row(start, {k: (v if v is not None else "") for k, v in rec.items()}))
-            start = reader.line_num + 1  # a quoted cell may span lines
+    for n, r in read_rows(path):
+        if isinstance(r, DataError):
+            out.append(Row(n, error=str(r), raw=getattr(r, "raw", "")))
+        elif Path(path).suffix.lower() in (".csv", ".tsv"):
+            out.append(Row(n, {k: ("" if v is None else v) for k, v in r.items()}))
+        else:
+            out.append(Row(n, r))
     return out
 
 

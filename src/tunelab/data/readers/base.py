@@ -6,6 +6,7 @@ adds the file and line, and either stops or skips-and-counts (`skip_invalid`).
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,15 +35,20 @@ def register_reader(name: str, sniff: Callable[[Any], bool]):
 
 
 def read_rows(path: str | Path) -> Iterator[tuple[int, Any]]:
-    """Yield (line number, parsed row) from a .jsonl file, a .json list, or a `datasets` directory."""
+    """Yield (line number, parsed row) from .jsonl, a .json list, .csv/.tsv (header row), or a
+    `datasets` directory. A row that cannot be parsed comes as a DataError (with the source text in
+    `.raw`) in place of the row, so callers choose to stop, skip or report it."""
     path = Path(path)
     if path.is_dir():
         yield from _dataset_dir_rows(path)
         return
     if not path.is_file():
         raise DataError(f"{path}: data file not found")
+    if path.suffix.lower() in (".csv", ".tsv"):
+        yield from _csv_rows(path)
+        return
     text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json":
+    if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
@@ -52,13 +58,32 @@ def read_rows(path: str | Path) -> Iterator[tuple[int, Any]]:
         for i, row in enumerate(data):
             yield i + 1, row  # row index stands in for the line number
         return
-    for lineno, line in enumerate(text.splitlines(), 1):
+    # split on "\n" only: str.splitlines() would also break at U+2028 inside a JSON string
+    for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
             yield lineno, json.loads(line)
         except json.JSONDecodeError as e:
-            yield lineno, DataError(f"invalid JSON ({e.msg} at column {e.colno})")
+            err = DataError(f"invalid JSON ({e.msg} at column {e.colno})")
+            err.raw = line
+            yield lineno, err
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    """Rows as dicts of the header's columns; a missing cell is None; numbered by the record's first
+    line (a quoted cell may span lines)."""
+    with open(path, encoding="utf-8-sig", newline="") as f:  # -sig: Excel writes a BOM
+        reader = csv.DictReader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+        start = 2  # line 1 is the header
+        for rec in reader:
+            if None in rec:  # DictReader files surplus cells under the key None
+                err = DataError("more cells than header columns")
+                err.raw = json.dumps(rec[None], ensure_ascii=False)
+                yield start, err
+            else:
+                yield start, dict(rec)
+            start = reader.line_num + 1
 
 
 def _dataset_dir_rows(path: Path) -> Iterator[tuple[int, Any]]:
