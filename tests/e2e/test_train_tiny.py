@@ -164,3 +164,25 @@ def test_row_weights_scale_the_loss(tiny_llama, sample_path):
     weighted = PadCollator(tok.pad_token_id)([{**rows[0], "weight": 3.0}, {**rows[1], "weight": 1.0}])
     got, _ = lm_loss(model, weighted, num_items=1)
     torch.testing.assert_close(got, base + 2 * one, rtol=1e-4, atol=1e-3)
+
+
+def test_packing_trains_like_padding_and_settings_reach_the_run(tiny_llama, sample_path, tmp_path):
+    """Same seed, same batches: a packed row gives the padded batch's loss (the model
+    sees the same conversations apart), and the rendering settings are kept for chat and evaluate."""
+    def first_losses(name, **data):
+        c = cfg(tiny_llama, sample_path, tmp_path / name, max_steps=3, threads=1)
+        c["data"].update(data)
+        summary = train(c)
+        rows = [json.loads(l) for l in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        return [r["loss"] for r in rows if "loss" in r], summary
+
+    padded, _ = first_losses("padded")
+    packed, summary = first_losses("packed", packing=True)
+    assert packed[0] == pytest.approx(padded[0], rel=1e-5)
+    assert packed == pytest.approx(padded, rel=1e-3)  # Adam's first steps amplify float noise a little
+    assert summary["packing"] is True and summary["threads"] == 1
+    as_json, summary = first_losses("json", tool_results="json")
+    assert as_json != pytest.approx(padded, rel=1e-4)  # other tokens
+    from tunelab.infer.engine import load_engine
+
+    assert summary["tool_results"] == "json" and load_engine(tmp_path / "json").template.tool_results == "json"

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tunelab.config.schema import MethodConfig
-from tunelab.data.collate import PadCollator
+from tunelab.data.collate import PackCollator, PadCollator
 from tunelab.data.readers import read_conversations
 from tunelab.data.render import Renderer
 from tunelab.data.template import get_template
@@ -12,7 +12,7 @@ from tunelab.methods import apply_method
 from tunelab.train.loss import lm_loss
 
 
-def batch_and_model(model_dir, sample_path):
+def batch_and_model(model_dir, sample_path, rows_out=None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
@@ -26,6 +26,8 @@ def batch_and_model(model_dir, sample_path):
     convs, _ = read_conversations(sample_path)
     r = Renderer(get_template("auto", tok), tok)
     rows = [vars(r.encode(c)) for c in convs[:3]]
+    if rows_out is not None:
+        rows_out.extend(rows)
     return model, PadCollator(tok.pad_token_id)(rows)
 
 
@@ -52,3 +54,30 @@ def test_num_items_scales_the_sum(tiny_llama, sample_path):
     mean, n = lm_loss(model, batch)
     summed, _ = lm_loss(model, batch, num_items=1)
     torch.testing.assert_close(summed / n, mean)
+
+
+@pytest.mark.parametrize("family", ["tiny_llama", "tiny_gemma"])
+def test_packed_row_equals_padded_batch(family, request, sample_path):
+    """Three conversations packed in one row give the padded batch's loss and gradients: they do not
+    attend to each other (the Gemma model's sliding window is shorter than a conversation, too)."""
+    rows = []
+    model, padded = batch_and_model(request.getfixturevalue(family), sample_path, rows)
+    model.eval()
+    for r, w in zip(rows, (1.0, 2.0, 0.5)):
+        r.pop("dropped_turns", None)
+        r["weight"] = w
+    padded["weights"] = torch.tensor([1.0, 2.0, 0.5])
+    packed = PackCollator()(rows)
+    assert packed["input_ids"].shape == (1, sum(len(r["input_ids"]) for r in rows))
+    assert "attention_mask" not in packed and packed["position_ids"][0, len(rows[0]["input_ids"])] == 0
+    params = [p for p in model.parameters() if p.requires_grad]
+    for target_only in (True, False):
+        a, na = lm_loss(model, padded, target_only=target_only)
+        b, nb = lm_loss(model, packed, target_only=target_only)
+        assert na == nb > 0
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+        for ga, gb in zip(torch.autograd.grad(a, params), torch.autograd.grad(b, params)):
+            torch.testing.assert_close(gb, ga, rtol=1e-4, atol=1e-7)
+    # and the test can fail: without position ids the conversations see each other
+    c, _ = lm_loss(model, {k: v for k, v in packed.items() if k != "position_ids"})
+    assert abs(float(c) - float(a)) > 1e-4

@@ -65,6 +65,17 @@ def test_compact_records_table_when_flat_json_lines_otherwise():
     assert compact_records([]) == "[]" and compact_records({"error": "bad"}) == '{"error":"bad"}'
 
 
+def test_tool_results_as_table_or_plain_json(tok):
+    from tunelab.utils.errors import ConfigError
+
+    turn = Turn("tool_result", name="search_hotels", records=[{"name": "A", "price": 300}, {"name": "B", "price": 400}])
+    assert get_template("chatml", tok).parts(turn)[1] == "name|price\nA|300\nB|400<|im_end|>"
+    assert get_template("chatml", tok, "json").parts(turn)[1] == \
+        '[{"name": "A", "price": 300}, {"name": "B", "price": 400}]<|im_end|>'
+    with pytest.raises(ConfigError, match="tool_results 'xml' is unknown; valid: table, json"):
+        get_template("chatml", tok, "xml")
+
+
 
 def long_dialog(n):
     turns = [Turn("system", content="S")]

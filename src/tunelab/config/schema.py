@@ -41,6 +41,10 @@ class DataConfig:
     )
     system_prompt: str = opt("", "system prompt put before every conversation that has none")
     max_length: int = opt(1024, "tokens per sequence; old turns are dropped from the left to fit")
+    tool_results: str = opt("table", "how tool results are rendered: table (records sharing keys as a header "
+                            "line and one line per record: fewest tokens, same facts) or json (json.dumps)")
+    packing: bool = opt(False, "pack each batch's conversations into one row (position ids restart per "
+                        "conversation, attention kept apart): no padding at all")
     dev_max_samples: int = opt(64, "dev-loss conversations at most (0: all); dev loss is forward-only but not free")
     cache: bool = opt(True, "reuse tokenized data keyed by (file bytes, tokenizer, template, max_length); "
                       "`tunelab train --no-cache` forces tokenization")
@@ -81,6 +85,9 @@ class TrainConfig:
     per_device_eval_batch_size: int = opt(1, "sequences per dev-loss batch")
     gradient_accumulation_steps: int = opt(1, "micro-batches per optimizer step")
     gradient_checkpointing: bool = opt(False, "recompute activations to save memory (slower)")
+    target_only_logits: bool = opt(True, "run the LM head only where a label is supervised (same loss, faster)")
+    compile: bool = opt(False, "torch.compile each decoder layer (pays on long runs; compiling takes minutes)")
+    threads: int = opt(0, "CPU threads for torch (0: torch's default, one per core)")
     logging_steps: int = opt(1, "log loss every N steps")
     save_steps: int = opt(0, "checkpoint every N steps (0: only the final adapter)")
     save_total_limit: int = opt(2, "keep at most N checkpoints")

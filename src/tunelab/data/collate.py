@@ -1,4 +1,4 @@
-"""Batching: right-pad ids with the pad token and labels with -100."""
+"""Batching: right-pad ids with the pad token and labels with -100, or pack a batch into one row."""
 
 from __future__ import annotations
 
@@ -7,6 +7,12 @@ from dataclasses import dataclass
 import torch
 
 from tunelab.data.render import IGNORE
+
+
+def _weights(rows: list[dict]) -> dict:
+    if any("weight" in r for r in rows):
+        return {"weights": torch.tensor([float(r.get("weight", 1.0)) for r in rows])}
+    return {}
 
 
 @dataclass
@@ -26,7 +32,26 @@ class PadCollator:
             ids[i, :n] = torch.tensor(r["input_ids"])
             labels[i, :n] = torch.tensor(r["labels"])
             mask[i, :n] = 1
-        batch = {"input_ids": ids, "labels": labels, "attention_mask": mask}
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask, **_weights(rows)}
+
+
+@dataclass
+class PackCollator:
+    """All of a batch's conversations in one row of shape (1, total tokens): no padding.
+
+    Position ids restart at 0 for each conversation; with no attention mask, transformers reads the
+    restarts as sequence boundaries and builds a block-diagonal causal mask, so conversations never
+    attend to each other. Labels need nothing special: a conversation's first token is never a target.
+    Per-row loss weights become per-token weights (`token_weights`).
+    """
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        ids = [t for r in rows for t in r["input_ids"]]
+        labels = [t for r in rows for t in r["labels"]]
+        pos = [p for r in rows for p in range(len(r["input_ids"]))]
+        batch = {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]),
+                 "position_ids": torch.tensor([pos])}
         if any("weight" in r for r in rows):
-            batch["weights"] = torch.tensor([float(r.get("weight", 1.0)) for r in rows])
+            w = [float(r.get("weight", 1.0)) for r in rows for _ in r["input_ids"]]
+            batch["token_weights"] = torch.tensor([w])
         return batch

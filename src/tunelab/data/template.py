@@ -1,8 +1,9 @@
 """Chat templates as data: one YAML file of Jinja snippets per template, registered by name.
 
 A turn renders as prefix[role] + body + end + sep. For target turns (assistant, tool_call) body and
-end are labels, so the model learns to answer and to stop; prefix and sep never are. Tool calls and
-results are rendered as compact JSON (no spaces, no ASCII escapes), which costs the fewest tokens.
+end are labels, so the model learns to answer and to stop; prefix and sep never are. Tool calls are
+rendered as compact JSON (no spaces, no ASCII escapes); tool results as a table when the records share
+their keys (`compact_records`), which costs the fewest tokens, or as plain JSON (`tool_results: json`).
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class ChatTemplate:
     tool_call: str
     tool_result: str
     specials: dict  # bos_token / eos_token of the tokenizer, for templates that name them
+    tool_results: str = "table"  # table: compact_records; json: json.dumps as most datasets store it
 
     def _r(self, src: str, **ctx) -> str:
         return _env.from_string(src).render(**self.specials, **ctx)
@@ -91,7 +93,9 @@ class ChatTemplate:
         if turn.role == "tool_call":
             body = self._r(self.tool_call, call=compact_json({"name": turn.name, "arguments": turn.arguments}))
         elif turn.role == "tool_result":
-            body = self._r(self.tool_result, records=compact_records(turn.records), name=turn.name)
+            records = (compact_records(turn.records) if self.tool_results == "table"
+                       else json.dumps(turn.records, ensure_ascii=False))
+            body = self._r(self.tool_result, records=records, name=turn.name)
         else:
             body = turn.content
         return self._r(self.prefix[turn.role]), body + self.end_text(), self._r(self.sep)
@@ -133,8 +137,13 @@ def template_names() -> list[str]:
     return sorted(_template_files())
 
 
-def get_template(name: str, tokenizer=None) -> ChatTemplate:
+TOOL_RESULT_FORMATS = ("table", "json")
+
+
+def get_template(name: str, tokenizer=None, tool_results: str = "table") -> ChatTemplate:
     """A template by name; `auto` picks the one whose markers the tokenizer knows, else `plain`."""
+    if tool_results not in TOOL_RESULT_FORMATS:
+        raise ConfigError(f"data.tool_results '{tool_results}' is unknown; valid: {', '.join(TOOL_RESULT_FORMATS)}")
     specs = _template_files()
     if name == "auto":
         name = detect_template(tokenizer)
@@ -145,7 +154,7 @@ def get_template(name: str, tokenizer=None) -> ChatTemplate:
         "bos_token": (getattr(tokenizer, "bos_token", None) or "") if tokenizer else "",
         "eos_token": (getattr(tokenizer, "eos_token", None) or "") if tokenizer else "",
     }
-    return ChatTemplate(specials=specials, **spec)
+    return ChatTemplate(specials=specials, tool_results=tool_results, **spec)
 
 
 def detect_template(tokenizer) -> str:

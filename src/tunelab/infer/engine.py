@@ -119,6 +119,6 @@ def load_engine(run_dir: str | Path, device: str | None = None, merge: bool = Fa
         # prompt-learning adapters have nothing to fold in; LoRA, DoRA and IA3 do
         if merge and not model.peft_config["default"].is_prompt_learning:
             model = model.merge_and_unload()
-    template = get_template(run.get("template", cfg.data.template), tokenizer)
+    template = get_template(run.get("template", cfg.data.template), tokenizer, cfg.data.tool_results)
     return ChatEngine(model, tokenizer, template, run.get("system_prompt", cfg.data.system_prompt),
                       domain=cfg.data.domain, db=cfg.data.db)

@@ -34,6 +34,7 @@ class RunInfo:
     adapter: str | None  # PEFT adapter name inside the shared model; None: the base weights as they are
     peft_type: str | None
     template: str
+    tool_results: str  # how the run's tool results were rendered in training (data.tool_results)
     system_prompt: str
     domain: str
     db: str
@@ -55,6 +56,7 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
         base = run_dir  # full / freeze: the run holds whole weights of its own
     return RunInfo(name=run_dir.resolve().name, run_dir=run_dir, base=base.resolve(), adapter=None,
                    peft_type=peft_type, template=run.get("template", cfg.data.template),
+                   tool_results=cfg.data.tool_results,
                    system_prompt=run.get("system_prompt", cfg.data.system_prompt),
                    domain=cfg.data.domain, db=cfg.data.db)
 
@@ -92,7 +94,7 @@ class MultiEngine:
         self._engines: dict[str, ChatEngine] = {}
         for r in runs:
             self._engines[r.name] = ChatEngine(AdapterView(self, r.adapter), tokenizer,
-                                               get_template(r.template, tokenizer), r.system_prompt,
+                                               get_template(r.template, tokenizer, r.tool_results), r.system_prompt,
                                                domain=r.domain, db=r.db)
         if base_id not in self._engines:  # a full-weights run *is* its base: no separate entry
             self._engines[base_id] = ChatEngine(AdapterView(self, None), tokenizer, get_template("auto", tokenizer))

@@ -13,7 +13,7 @@ from transformers.trainer_callback import PrinterCallback
 
 from tunelab.config import Config, load_config, save_config
 from tunelab.data.cache import cache_key, load_or_build
-from tunelab.data.collate import PadCollator
+from tunelab.data.collate import PackCollator, PadCollator
 from tunelab.data.dataset import encode_rows, read_data
 from tunelab.data.render import Renderer
 from tunelab.data.template import get_template
@@ -21,7 +21,7 @@ from tunelab.methods import TrainContext, get_method, parameter_report
 from tunelab.models import load_model
 from tunelab.train.callbacks import MetricsLog, ProgressBar, TimeBudget, peak_rss_mb
 from tunelab.train.plot import plot_loss
-from tunelab.train.trainer import SFTTrainer, TokenMeter
+from tunelab.train.trainer import SFTTrainer, TokenMeter, compile_layers
 from tunelab.utils.errors import ConfigError
 from tunelab.utils.io import write_json
 from tunelab.utils.log import log
@@ -68,7 +68,7 @@ def _tokenized(path: str, data, data_cfg, renderer: Renderer):
     if not data_cfg.cache:
         return build()
     key = cache_key(path, renderer.tokenizer, renderer.template.name, data_cfg.system_prompt, data_cfg.max_length,
-                    format=data_cfg.format, skip_invalid=data_cfg.skip_invalid, max_samples=data_cfg.max_samples)
+                    tool_results=data_cfg.tool_results, format=data_cfg.format, skip_invalid=data_cfg.skip_invalid, max_samples=data_cfg.max_samples)
     rows, stats, hit, saved = load_or_build(key, build, cache_dir() / "datasets")
     if hit:
         log.info(f"{path}: tokenized rows from the cache ({saved:.1f} s of tokenization saved)")
@@ -102,6 +102,8 @@ def train(cfg: Config | dict | str) -> dict:
         from tunelab.train.classify import train_classifier
         return train_classifier(cfg)
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    if cfg.train.threads > 0:
+        torch.set_num_threads(cfg.train.threads)
     if not cfg.data.train_file:
         raise ConfigError("data.train_file is empty; set it in the config or with --data.train_file=PATH")
 
@@ -114,7 +116,7 @@ def train(cfg: Config | dict | str) -> dict:
     method = get_method(cfg.method.name)
     load_extra = method.load_kwargs(cfg.method, device) if method.load_kwargs else {}
     model, tokenizer, model_dir = load_model(cfg.model, device, **load_extra)
-    template = get_template(cfg.data.template, tokenizer)
+    template = get_template(cfg.data.template, tokenizer, cfg.data.tool_results)
     renderer = Renderer(template, tokenizer, cfg.data.system_prompt)
     train_rows, train_stats = _tokenized(cfg.data.train_file, train_data, cfg.data, renderer)
     log.info(train_stats.line(f"train data ({template.name} template)"))
@@ -123,6 +125,12 @@ def train(cfg: Config | dict | str) -> dict:
         dev_rows, dev_stats = _tokenized(cfg.data.dev_file, dev_data, dev_cfg, renderer)
         log.info(dev_stats.line("dev data"))
     model = method.apply(model, cfg.method, TrainContext(device, cfg.train.max_steps))
+    if cfg.data.packing and getattr(model, "peft_config", {}).get("default", None) is not None \
+            and model.peft_config["default"].is_prompt_learning:
+        raise ConfigError(f"data.packing=true does not work with method {cfg.method.name}: its virtual tokens "
+                          "would be shared by the packed conversations; set data.packing=false")
+    if cfg.train.compile:
+        compile_layers(model)
     params = parameter_report(model)
     log.info(f"method {cfg.method.name}: {params['trainable_params']:,} trainable of "
              f"{params['total_params']:,} parameters ({params['trainable_percent']}%)")
@@ -136,7 +144,8 @@ def train(cfg: Config | dict | str) -> dict:
     budget = TimeBudget(cfg.train.time_budget_minutes * 60, meter)
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=train_rows, eval_dataset=dev_rows,
-        data_collator=PadCollator(tokenizer.pad_token_id), meter=meter, time_budget_s=budget.budget_s,
+        data_collator=PackCollator() if cfg.data.packing else PadCollator(tokenizer.pad_token_id),
+        meter=meter, time_budget_s=budget.budget_s, target_only=cfg.train.target_only_logits,
         callbacks=[ProgressBar(meter, budget.budget_s), MetricsLog(run_dir / "metrics.jsonl", meter), budget,
                    *(method.callbacks(model) if method.callbacks else [])],
     )
@@ -156,6 +165,7 @@ def train(cfg: Config | dict | str) -> dict:
     summary = {
         "base_model": cfg.model.name_or_path, "model_dir": str(model_dir), "method": cfg.method.name,
         "adapter": method.adapter, "template": template.name, "system_prompt": cfg.data.system_prompt, **params,
+        "tool_results": cfg.data.tool_results, "packing": cfg.data.packing, "threads": torch.get_num_threads(),
         "steps": trainer.state.global_step, "train_loss": result.training_loss,
         "dev_loss": dev_loss, "train_time_s": round(train_s, 1),
         "tokens_per_s": round(meter.tokens / max(train_s, 1e-9), 1), "tokens": meter.tokens,

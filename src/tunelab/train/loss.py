@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from tunelab.data.render import IGNORE
 
 
-def _causal_lm(model):
+def causal_lm(model):
     """The transformers *ForCausalLM under any peft wrapper."""
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
@@ -21,7 +21,7 @@ def _causal_lm(model):
 def supports_target_only(model) -> bool:
     """True when the decoder can be run apart from its LM head (not for prompt-learning methods,
     which prepend virtual tokens inside the peft wrapper's forward)."""
-    lm = _causal_lm(model)
+    lm = causal_lm(model)
     if getattr(getattr(model, "peft_config", {}).get("default", None), "is_prompt_learning", False):
         return False
     return hasattr(lm, "get_decoder") and lm.get_output_embeddings() is not None
@@ -36,18 +36,23 @@ def lm_loss(model, batch: dict, num_items: int | torch.Tensor | None = None, tar
     shift_labels = labels[:, 1:]
     keep = shift_labels != IGNORE
     # per-row weights (class balancing) scale each row's tokens; absent, every token counts 1
-    token_w = batch["weights"][:, None].expand_as(shift_labels)[keep] if "weights" in batch else None
+    token_w = None
+    if "weights" in batch:
+        token_w = batch["weights"][:, None].expand_as(shift_labels)[keep]
+    elif "token_weights" in batch:  # packed rows: each token carries its conversation's weight
+        token_w = batch["token_weights"][:, 1:][keep]
+    # packed rows have position ids that restart per conversation and no attention mask
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
     n_targets = int(keep.sum())
     denom = num_items if num_items is not None else max(n_targets, 1)
     if not (target_only and supports_target_only(model)):
-        out = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"))
+        # no cache: with one, transformers would not read packed position ids as sequence boundaries
+        out = model(**inputs, **({"use_cache": False} if "position_ids" in inputs else {}))
         # prompt tuning and p-tuning prepend virtual tokens to the logits: keep the input's positions
         logits = out.logits[:, -labels.shape[1]:][:, :-1].float()
         return _ce(logits[keep], shift_labels[keep], token_w) / denom, n_targets
-    lm = _causal_lm(model)
-    hidden = lm.get_decoder()(
-        input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"), use_cache=False
-    ).last_hidden_state
+    lm = causal_lm(model)
+    hidden = lm.get_decoder()(**inputs, use_cache=False).last_hidden_state
     logits = lm.get_output_embeddings()(hidden[:, :-1][keep]).float()
     cap = getattr(lm.config, "final_logit_softcapping", None)
     if cap:

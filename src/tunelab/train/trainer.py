@@ -7,7 +7,21 @@ from dataclasses import dataclass, field
 
 from transformers import Trainer
 
-from tunelab.train.loss import lm_loss
+from tunelab.train.loss import causal_lm, lm_loss
+
+
+def compile_layers(model) -> int:
+    """torch.compile every decoder layer in place (state-dict keys unchanged, so saving is as usual).
+
+    Fuses the elementwise work around the matmuls (norms, rotary embedding, activations), which on a CPU
+    is a large share of a small model's step. Shapes vary with each batch, hence dynamic=True.
+    Returns the number of layers compiled.
+    """
+    decoder = causal_lm(model).get_decoder()
+    layers = getattr(decoder, "layers", [])
+    for layer in layers:
+        layer.compile(dynamic=True)
+    return len(layers)
 
 
 @dataclass
@@ -64,7 +78,8 @@ class SFTTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, n_targets = lm_loss(model, inputs, num_items_in_batch, self.target_only)
         if model.training:
-            self.meter.tokens += int(inputs["attention_mask"].sum())
+            mask = inputs.get("attention_mask")
+            self.meter.tokens += int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
             self.meter.targets += n_targets
         return (loss, None) if return_outputs else loss
 
