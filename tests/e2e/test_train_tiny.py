@@ -186,3 +186,21 @@ def test_packing_trains_like_padding_and_settings_reach_the_run(tiny_llama, samp
     from tunelab.infer.engine import load_engine
 
     assert summary["tool_results"] == "json" and load_engine(tmp_path / "json").template.tool_results == "json"
+
+
+def test_compiled_layers_train_and_save_a_plain_adapter(tiny_llama, sample_path, tmp_path):
+    """train.compile=true compiles the decoder layers in place: the run trains and its adapter has the
+    usual keys (no `_orig_mod.`), so plain peft loads it."""
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM
+
+    from tunelab.train.trainer import compile_layers
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    assert compile_layers(model) == 2 and all(l._compiled_call_impl is not None for l in model.model.layers)
+    c = cfg(tiny_llama, sample_path, tmp_path / "compiled", max_steps=2, compile=True)
+    summary = train(c)
+    assert summary["steps"] == 2
+    with safe_open(str(tmp_path / "compiled" / "adapter_model.safetensors"), "pt") as f:
+        keys = list(f.keys())
+    assert keys and all("_orig_mod" not in k for k in keys) and any("lora_A" in k for k in keys)
