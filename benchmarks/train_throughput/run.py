@@ -12,7 +12,8 @@ one epoch, seed 0), the same N synthesized dialogs:
    (`tunelab train` with settings): a lever stays on for the next row only if it made training faster;
 4. dev loss of the trained adapters on held-out dialogs (same loss: mean over target tokens, each
    adapter under the rendering it was trained with), against the untrained model's;
-5. prints the table and writes benchmarks/results/train_throughput.md and .json.
+5. generation speed of the kept run on the dev dialogs' items (`tunelab evaluate`, both decoders);
+6. prints the table and writes benchmarks/results/train_throughput.md and .json.
 
 dialogs/s = dialogs / Trainer train seconds (model loading and tokenization excluded for every system).
 MFU = the necessary FLOPs of these dialogs (below) / (train seconds x measured ceiling); the numerator is
@@ -177,6 +178,16 @@ def run_lf(data: Path, model_dir: Path) -> dict:
                             lora_target="q_proj,v_proj", epochs=1, seed=0, log=lambda *a: None)
 
 
+def run_generation(run_dir: str, dev: Path, decode: str) -> dict:
+    """`tunelab evaluate` on the dev dialogs' items with the trained adapter: items/s, new tokens/s."""
+    out = OUT / f"eval-{decode}"
+    sh([tunelab_bin("tunelab"), "evaluate", run_dir, "--data", str(dev), "--max-new-tokens", "128",
+        "--decode", decode, "--out", str(out), "--db", str(OUT / "hotels.db")], OUT / f"eval-{decode}.log")
+    m = json.loads((out / "metrics.json").read_text())
+    return {"decode": decode, "items": m["items"], "seconds": m["seconds"], "items_per_s": m["items_per_s"],
+            "new_tokens_per_s": m["new_tokens_per_s"]}
+
+
 def dev_loss(model_dir: Path, adapter: str | None, dev: Path, tool_results: str) -> float:
     """Mean token cross-entropy over the dev dialogs' targets, rendered as in training."""
     import torch
@@ -219,7 +230,7 @@ def main() -> None:
     ap.add_argument("--dev", type=int, default=12, help="held-out dialogs for the dev loss")
     ap.add_argument("--per-turn-dialogs", type=int, default=0,
                     help="time the per-turn recipe on the first K dialogs only (0: all N); it is the slowest")
-    ap.add_argument("--skip", default="", help="comma-separated: lf, per_turn, aside")
+    ap.add_argument("--skip", default="", help="comma-separated: lf, per_turn, aside, infer")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     cmd = "python benchmarks/train_throughput/run.py " + " ".join(sys.argv[1:])
@@ -269,10 +280,11 @@ def main() -> None:
               "tunelab": dev_loss(model_dir, runs["tunelab"]["run_dir"], dev, runs["tunelab"]["tool_results"])}
     if "per_turn" in runs:
         losses["per-turn recipe"] = dev_loss(model_dir, runs["per_turn"]["run_dir"], dev, "json")
-    write(cmd, args, rows, best, settings, losses, ceiling, flops, tokens, targets, runs)
+    gen = [] if "infer" in skip else [run_generation(runs["tunelab"]["run_dir"], dev, d) for d in ("batch", "dialog")]
+    write(cmd, args, rows, best, settings, losses, ceiling, flops, tokens, targets, runs, gen)
 
 
-def write(cmd, args, rows, best, settings, losses, ceiling, flops, tokens, targets, runs) -> None:
+def write(cmd, args, rows, best, settings, losses, ceiling, flops, tokens, targets, runs, gen) -> None:
     import torch
 
     tl = best[1]
@@ -304,6 +316,12 @@ def write(cmd, args, rows, best, settings, losses, ceiling, flops, tokens, targe
     lines += ["", "Dev loss after one epoch on these dialogs (mean over target tokens of the "
               f"{args.dev} held-out dialogs; each adapter under the rendering it was trained with):", ""]
     lines += [f"- {k}: {v:.4f}" for k, v in losses.items()]
+    if gen:
+        lines += ["", "Generation with the kept run's adapter (`tunelab evaluate`, every target turn of the "
+                  f"{args.dev} dev dialogs, greedy, at most 128 new tokens):", "",
+                  "| decoding | items | seconds | items/s | new tokens/s |", "|---|---|---|---|---|"]
+        lines += [f"| {g['decode']} | {g['items']} | {g['seconds']} | {g['items_per_s']} | {g['new_tokens_per_s']} |"
+                  for g in gen]
     text = "\n".join(lines) + "\n"
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -312,6 +330,7 @@ def write(cmd, args, rows, best, settings, losses, ceiling, flops, tokens, targe
     tmp.replace(RESULTS / "train_throughput.md")
     (RESULTS / "train_throughput.json").write_text(json.dumps(
         {"command": cmd, "ceiling_gflops": ceiling, "necessary_flops": flops, "rows": rows, "dev_loss": losses,
+         "generation": gen,
          "kept_settings": settings, "raw": runs}, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
 
 
