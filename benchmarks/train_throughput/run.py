@@ -280,6 +280,12 @@ def main() -> None:
               "tunelab": dev_loss(model_dir, runs["tunelab"]["run_dir"], dev, runs["tunelab"]["tool_results"])}
     if "per_turn" in runs:
         losses["per-turn recipe"] = dev_loss(model_dir, runs["per_turn"]["run_dir"], dev, "json")
+        # one tunelab step holds a whole dialog, one per-turn step a single answer: the same number of
+        # updates per dialog seen needs the learning rate scaled by the answers per dialog
+        per_dialog = runs["per_turn"]["samples"] / runs["per_turn"]["dialogs"]
+        scaled = run_tunelab("lr_scaled", train, {**settings, "train.learning_rate": LR * round(per_dialog, 1)})
+        losses[f"tunelab, lr x {per_dialog:.2f} answers per dialog ({scaled['train_s']} s)"] = dev_loss(
+            model_dir, scaled["run_dir"], dev, scaled["tool_results"])
     gen = [] if "infer" in skip else [run_generation(runs["tunelab"]["run_dir"], dev, d) for d in ("batch", "dialog")]
     write(cmd, args, rows, best, settings, losses, ceiling, flops, tokens, targets, runs, gen)
 
