@@ -52,7 +52,7 @@ def cmd_evaluate(args, overrides: list[str]) -> int:
     from tunelab.evaluate.report import metrics_table
 
     m = evaluate(args.run_dir, args.data, limit=args.limit, out_dir=args.out, batch_size=args.batch_size,
-                 max_new_tokens=args.max_new_tokens, db=args.db)
+                 max_new_tokens=args.max_new_tokens, db=args.db, decode=args.decode)
     print(metrics_table(m))
     return 0
 
@@ -100,7 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", required=True, help="hotel dialogs, per-turn export, or conversations")
     e.add_argument("--limit", type=int, default=0, help="at most N items (0: all)")
     e.add_argument("--out", default=None, help="output dir (default RUN_DIR/eval-<data name>)")
-    e.add_argument("--batch-size", type=int, default=8)
+    e.add_argument("--batch-size", type=int, default=8,
+                   help="items per generate call (--decode batch) or per decode pass (--decode dialog)")
+    e.add_argument("--decode", choices=["dialog", "batch"], default="dialog",
+                   help="dialog: one KV cache per dialog, the gold turn checked as a draft (greedy, fastest); "
+                        "batch: left-padded batches of items")
     e.add_argument("--max-new-tokens", type=int, default=256)
     e.add_argument("--db", default=None, help="hotel SQLite DB for tool execution match")
     e.set_defaults(fn=cmd_evaluate)

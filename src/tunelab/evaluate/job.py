@@ -16,10 +16,15 @@ from tunelab.data.schema import Conversation, Turn
 from tunelab.evaluate.metrics import score_items
 from tunelab.evaluate.report import write_report
 from tunelab.infer.batch import generate_batch
+from tunelab.infer.dialog import generate_dialogs
 from tunelab.infer.engine import GenerationOptions, load_engine
 from tunelab.infer.tools import domain_tools
+from tunelab.utils.errors import ConfigError
 from tunelab.utils.io import write_json, write_jsonl
 from tunelab.utils.log import log
+
+
+DECODERS = ("dialog", "batch")
 
 
 def render(turn: Turn) -> str:
@@ -54,8 +59,15 @@ def hotel_runner(db_path: str | None) -> Callable | None:
 
 
 def evaluate(run_dir: str | Path, data_file: str | Path, limit: int = 0, out_dir: str | Path | None = None,
-             batch_size: int = 8, max_new_tokens: int = 256, db: str | None = None, engine=None) -> dict:
-    """Score a run on a data file; returns the metrics (also written to out_dir/metrics.json)."""
+             batch_size: int = 8, max_new_tokens: int = 256, db: str | None = None, engine=None,
+             decode: str = "dialog") -> dict:
+    """Score a run on a data file; returns the metrics (also written to out_dir/metrics.json).
+
+    decode="dialog" walks each dialog with one KV cache and checks the gold turn as a draft (greedy
+    outputs, fastest); "batch" generates `batch_size` left-padded items at a time.
+    """
+    if decode not in DECODERS:
+        raise ConfigError(f"decode '{decode}' is unknown; valid: {', '.join(DECODERS)}")
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir else run_dir / f"eval-{Path(data_file).stem}"
     convs, _ = read_conversations(data_file)
@@ -64,8 +76,11 @@ def evaluate(run_dir: str | Path, data_file: str | Path, limit: int = 0, out_dir
         items = items[:limit]
     engine = engine or load_engine(run_dir, merge=True)
     start = time.time()
-    preds, speed = generate_batch(engine, [c for c, _, _ in items], GenerationOptions(max_new_tokens=max_new_tokens),
-                                  batch_size=batch_size)
+    opts = GenerationOptions(max_new_tokens=max_new_tokens)
+    if decode == "dialog":
+        preds, speed = generate_dialogs(engine, [(c, gold) for c, gold, _ in items], opts, batch_size=batch_size)
+    else:
+        preds, speed = generate_batch(engine, [c for c, _, _ in items], opts, batch_size=batch_size)
     rows = [{"label": render(gold), "predict": render(pred), "source": src}
             for (_, gold, src), pred in zip(items, preds)]
     metrics = {**score_items(rows, hotel_runner(db)), **speed, "data_file": str(data_file),

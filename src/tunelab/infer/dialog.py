@@ -1,0 +1,188 @@
+"""Greedy evaluation decoding: one growing KV cache per dialog, the gold turn checked as a draft.
+
+Items of one dialog share prefixes: item k+1's prompt is item k's prompt + the gold reply + the turns
+after it. So one cache (batch size 1) feeds every token of a dialog once. The new prompt tokens and
+the gold reply go through the model in one forward pass, whose logits give the model's greedy token
+at every gold position: as far as they agree with the gold, the greedy output is known without
+decoding. Where the model answers otherwise, the rest is decoded from a fork of the cache by
+`spec_decode`, several items per pass, each pass also checking guessed next tokens.
+
+Every output token is the argmax of the model's logits after the tokens before it, as in greedy
+`generate`; only float rounding differs (a many-token or padded pass sums in another order than a
+one-token one), which can flip a near tie.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from tunelab.data.schema import Turn
+from tunelab.infer.batch import generate_batch
+from tunelab.infer.engine import ChatEngine, GenerationOptions
+from tunelab.infer.kv_batch import stackable
+from tunelab.infer.lookup import NgramLookup
+from tunelab.infer.spec_decode import Job, accepted, cut, decode_pass, fast_rows, greedy
+
+
+@dataclass
+class _Fed:
+    """A KV cache and the token ids it holds."""
+
+    cache: Any = None
+    ids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class _Counts:
+    new_tokens: int = 0
+    prompt_tokens: int = 0  # prompt tokens of all items
+    prefilled: int = 0  # prompt tokens actually fed (the rest came from the cache)
+    draft_tokens: int = 0  # gold tokens checked as drafts (up to max_new_tokens each)
+    accepted: int = 0  # of those, equal to the greedy token
+    full: int = 0  # items whose output came from the draft pass alone
+    decode_passes: int = 0  # forward passes after the draft passes (each for up to batch_size items)
+
+
+def drafts_apply(engine: ChatEngine, opts: GenerationOptions) -> bool:
+    """Greedy decoding on a model whose forward pass takes a cache of plain prompt tokens."""
+    peft_cfg = getattr(engine.model, "active_peft_config", None)
+    # prompt-learning adapters prepend virtual tokens inside their own forward/generate: left to generate_batch
+    return opts.temperature <= 0 and not (peft_cfg is not None and peft_cfg.is_prompt_learning)
+
+
+def generate_dialogs(engine: ChatEngine, items: list[tuple[list[Turn], Turn | None]], opts: GenerationOptions,
+                     batch_size: int = 8, progress: bool = True) -> tuple[list[Turn], dict]:
+    """The next turn for every (context, gold turn or None) item, in input order, plus throughput figures.
+
+    Items in dialog order reuse the cache of the item before (found by a token prefix match, so any
+    order is correct, only slower). Up to `batch_size` items that leave their draft are decoded
+    together. Sampling and prompt-learning adapters fall back to `generate_batch`.
+    """
+    if not drafts_apply(engine, opts):
+        return generate_batch(engine, [c for c, _ in items], opts, batch_size=batch_size, progress=progress)
+    import torch
+
+    model, renderer, stop, max_new = engine.model, engine.renderer, set(engine.stop_ids), opts.max_new_tokens
+    batch_size = max(batch_size, 1)
+    drafts = [renderer.ids(engine.template.parts(gold)[1]) if gold is not None else [] for _, gold in items]
+    # guesses from the model's own replies first, then gold replies (the model was trained on such), then the context
+    lookup = NgramLookup()
+    for d in drafts:
+        lookup.add(d, priority=1)
+    counts, fed, jobs = _Counts(), _Fed(), []
+    out: list[Turn | None] = [None] * len(items)
+    bar = tqdm(total=len(items), desc="generate", unit="item", disable=not progress, dynamic_ncols=True)
+    start = time.time()
+
+    def finish(i: int, seq: list[int]) -> None:
+        lookup.add(seq, priority=2)
+        seq = seq[:-1] if seq and seq[-1] in stop else seq
+        counts.new_tokens += len(seq)
+        out[i] = engine.template.parse_reply(engine.tokenizer.decode(seq, skip_special_tokens=False))
+        bar.update(1)
+        bar.set_postfix(items_per_s=f"{bar.n / max(time.time() - start, 1e-9):.2f}", refresh=False)
+
+    def decode(until: int) -> None:
+        nonlocal jobs
+        while len(jobs) > until:
+            batch = jobs[:batch_size]
+            running, done = decode_pass(model, batch, lookup, stop, max_new)
+            jobs = running + jobs[batch_size:]
+            counts.decode_passes += 1
+            for i, seq in done:
+                finish(i, seq)
+
+    with torch.no_grad():
+        for i, ((context, _), draft) in enumerate(zip(items, drafts)):
+            prompt = renderer.prompt_ids(context)
+            lookup.add(prompt, start=max(_reusable(fed, prompt) - lookup.longest, 0))
+            lookup.add(draft, priority=1)
+            seq, job = _draft_pass(model, fed, prompt, draft, stop, max_new, counts)
+            if job is None:
+                finish(i, seq)
+            else:
+                job.index = i
+                jobs.append(job)
+                if not stackable(job.cache):
+                    decode(0)
+            decode(batch_size - 1)
+        decode(0)
+    bar.close()
+    elapsed = time.time() - start
+    stats = {"items": len(items), "seconds": round(elapsed, 2),
+             "items_per_s": round(len(items) / max(elapsed, 1e-9), 3),
+             "new_tokens_per_s": round(counts.new_tokens / max(elapsed, 1e-9), 1),
+             "prompt_tokens_reused": round(1 - counts.prefilled / max(counts.prompt_tokens, 1), 3),
+             "draft_tokens": counts.draft_tokens, "draft_tokens_accepted": counts.accepted,
+             "draft_accept_rate": round(counts.accepted / max(counts.draft_tokens, 1), 3),
+             "items_from_draft": counts.full, "decode_passes": counts.decode_passes}
+    return out, stats
+
+
+def _reusable(fed: _Fed, prompt: list[int]) -> int:
+    """How many of prompt's tokens the cache holds: all of its ids when they are a strict prefix, else 0."""
+    n = len(fed.ids)
+    return n if fed.cache is not None and len(prompt) > n and prompt[:n] == fed.ids else 0
+
+
+def _new_cache(model):
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    # Sliding-window layers then keep what a later crop(-n) needs, until that crop trims them to the window.
+    cache.activate_past_recording()
+    return cache
+
+
+def _fork(cache):
+    """A copy of a DynamicCache that can grow and be cropped apart from the original.
+
+    Dynamic layers never write into their tensors (they concatenate and slice into new ones), so the
+    copies share them; any other layer type is copied in full.
+    """
+    if not stackable(cache):
+        return copy.deepcopy(cache)
+    out = copy.copy(cache)
+    out.layers = [copy.copy(layer) for layer in cache.layers]
+    return out
+
+
+def _draft_pass(model, fed: _Fed, prompt: list[int], draft: list[int], stop: set[int], max_new: int,
+                counts: _Counts) -> tuple[list[int], Job | None]:
+    """Feed the prompt's new tokens and the draft; leaves prompt + draft in `fed`.
+
+    Returns the greedy reply ids (through the stop token, if any) when the draft settles them, else
+    a Job that continues from the draft's accepted prefix (its index for the caller to set).
+    """
+    import torch
+
+    reuse = _reusable(fed, prompt)
+    if not reuse:
+        fed.cache = _new_cache(model)
+    new = prompt[reuse:] + draft
+    # logits from the last prompt token on: the greedy token before each draft token, and after the last
+    res = model(input_ids=torch.tensor([new], device=model.device), cache=fed.cache, use_cache=True,
+                logits_to_keep=min(fast_rows(len(draft) + 1), len(new)))
+    tokens = greedy(res.logits[0, -(len(draft) + 1):])
+    fed.ids = prompt + draft  # the whole gold turn: the next item's prompt starts with it
+    counts.prompt_tokens += len(prompt)
+    counts.prefilled += len(prompt) - reuse
+    checked = min(len(draft), max_new)
+    a = accepted(tokens, draft[:checked])
+    counts.draft_tokens += checked
+    counts.accepted += a
+    seq, done = cut(draft[:a] + [tokens[a]], stop, max_new)
+    if done:
+        fed.cache.crop(0)  # trims the sliding-window layers back to their window
+        counts.full += bool(draft)
+        return seq, None
+    # The model leaves the draft: decode on from prompt + draft[:a], on a fork of the cache.
+    cache = _fork(fed.cache)
+    fed.cache.crop(0)
+    cache.crop(a - len(draft))
+    return seq, Job(index=-1, cache=cache, history=prompt + seq, start=len(prompt))

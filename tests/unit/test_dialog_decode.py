@@ -1,0 +1,143 @@
+"""Dialog decoding (one KV cache per dialog, the gold turn as a draft) gives one-at-a-time greedy outputs.
+
+The tiny models here are random but not degenerate (untied output layer, wider init), so their
+greedy replies vary and a wrong cache shows. They run in float64, so a chunked forward pass cannot
+flip a near tie that a one-token pass would not: any difference is a bug.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import make_tokenizer
+from tunelab.data.schema import Turn
+from tunelab.data.template import get_template
+from tunelab.infer.dialog import generate_dialogs
+from tunelab.infer.engine import ChatEngine, GenerationOptions
+from tunelab.infer.lookup import NgramLookup
+
+SYSTEM = "你是酒店预订助手，用工具查询再根据结果回答客人。"
+USERS = ["hello, a hotel please", "好的谢谢，再查一下", "what about the price?", "不客气，再见"]
+
+
+@pytest.fixture(scope="module", params=["llama", "gemma"])
+def engine(request, tmp_path_factory) -> ChatEngine:
+    import torch
+    from transformers import AutoModelForCausalLM, Gemma3TextConfig, LlamaConfig
+
+    tok = make_tokenizer(tmp_path_factory.mktemp("tok"))
+    common = dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                  initializer_range=0.1, tie_word_embeddings=False, pad_token_id=tok.pad_token_id,
+                  eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
+    if request.param == "gemma":
+        # a window far shorter than the prompts: the sliding layers are full when drafts are rolled back
+        cfg = Gemma3TextConfig(head_dim=16, sliding_window=32, final_logit_softcapping=30.0,
+                               layer_types=["sliding_attention", "full_attention"], **common)
+    else:
+        cfg = LlamaConfig(**common)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(cfg).double()
+    template = get_template("gemma" if request.param == "gemma" else "chatml", tok)
+    return ChatEngine(model, tok, template, SYSTEM)
+
+
+def dialog(engine: ChatEngine, kinds: str, opts: GenerationOptions) -> list[tuple[list[Turn], Turn]]:
+    """Items of one dialog whose gold turns are the model's own reply (r), its first half then other text (p),
+    or other text (w), one per letter of `kinds`."""
+    turns, items = [], []
+    for k, kind in enumerate(kinds):
+        context = turns + [Turn("user", content=USERS[k % len(USERS)])]
+        own = engine.reply(context, opts).content
+        text = {"r": own, "p": own[: len(own) // 2] + "酒店在哪里", "w": "推荐您去北京凯港快捷酒店"}[kind]
+        gold = Turn("assistant", content=text or "好的")
+        items.append((context, gold))
+        turns = context + [gold]
+    return items
+
+
+def one_at_a_time(engine, items, opts):
+    return [engine.reply(context, opts) for context, _ in items]
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 8])  # items decoded alone, in a full batch, in a draining one
+def test_outputs_equal_one_at_a_time_for_right_partly_right_and_wrong_drafts(engine, batch_size):
+    opts = GenerationOptions(max_new_tokens=24)
+    items = dialog(engine, "rpwrpw", opts)
+    preds, stats = generate_dialogs(engine, items, opts, batch_size=batch_size, progress=False)
+    assert preds == one_at_a_time(engine, items, opts)
+    assert stats["items"] == 6 and stats["items_from_draft"] >= 2  # the right drafts need no decoding
+    assert 0 < stats["draft_tokens_accepted"] < stats["draft_tokens"]
+    assert stats["prompt_tokens_reused"] > 0.6  # the items after the first extend the cache
+
+
+def test_several_dialogs_and_no_gold(engine):
+    opts = GenerationOptions(max_new_tokens=16)
+    items = dialog(engine, "pwr", opts) + dialog(engine, "wrp", opts)
+    items.append((items[-1][0], None))  # a context without a gold turn: no draft
+    preds, _ = generate_dialogs(engine, items, opts, progress=False)
+    assert preds == one_at_a_time(engine, items, opts)
+
+
+@pytest.mark.parametrize("max_new", [1, 3, 7])
+def test_max_new_tokens_is_respected(engine, max_new):
+    long_opts = GenerationOptions(max_new_tokens=24)
+    items = dialog(engine, "rpw", long_opts)  # gold drafts longer than max_new
+    opts = GenerationOptions(max_new_tokens=max_new)
+    preds, _ = generate_dialogs(engine, items, opts, progress=False)
+    assert preds == one_at_a_time(engine, items, opts)
+    assert all(len(engine.renderer.ids(p.content)) <= max_new for p in preds)
+
+
+def test_a_context_that_is_no_extension_is_prefilled_again(engine):
+    opts = GenerationOptions(max_new_tokens=16)
+    first, second, third = dialog(engine, "pwr", opts)
+    # longer than what the cache holds after `second`, but its first turn differs (same length, other text)
+    edited = [Turn("user", content=USERS[0].upper())] + third[0][1:]
+    items = [first, second, (edited, third[1]), first]
+    preds, stats = generate_dialogs(engine, items, opts, progress=False)
+    assert preds == one_at_a_time(engine, items, opts)
+    prompt = [len(engine.renderer.prompt_ids(c)) for c, _ in items]
+    assert prompt[2] > prompt[1] + len(engine.renderer.ids(engine.template.parts(second[1])[1]))
+    # only the second item extends the cache: by the first prompt and the first gold turn (body + end token)
+    reused = prompt[0] + len(engine.renderer.ids(engine.template.parts(first[1])[1]))
+    assert stats["prompt_tokens_reused"] == round(reused / sum(prompt), 3)
+
+
+def test_sampling_falls_back_to_batched_generation(engine):
+    opts = GenerationOptions(max_new_tokens=4, temperature=0.7)
+    preds, stats = generate_dialogs(engine, dialog(engine, "w", GenerationOptions(max_new_tokens=4)), opts,
+                                    progress=False)
+    assert len(preds) == 1 and "draft_tokens" not in stats
+
+
+def test_lookup_guesses_what_followed_the_longest_latest_match():
+    look = NgramLookup(longest=3)
+    look.add([1, 2, 3, 4, 5])
+    look.add([9, 2, 3, 7, 8])
+    assert look.guess([0, 2, 3], 2) == [7, 8]  # (2, 3) last seen before 7
+    assert look.guess([1, 2, 3], 5) == [4, 5]  # (1, 2, 3) beats the shorter, later (2, 3)
+    assert look.guess([6], 3) == [] and look.guess([1], 0) == []
+    look.add([5, 2, 3, 6], priority=1)
+    look.add([0, 2, 3, 1])  # later, but of a lower priority
+    assert look.guess([2, 3], 4) == [6]
+
+
+def test_unmerged_lora_goes_the_dialog_way_and_prompt_tuning_falls_back(engine):
+    from peft import LoraConfig, PromptTuningConfig, get_peft_model
+
+    from tunelab.infer.dialog import drafts_apply
+
+    opts = GenerationOptions(max_new_tokens=12)
+    # the dev evaluation after training decodes with the PeftModel itself, adapter not merged
+    lora = get_peft_model(engine.model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    peft_engine = ChatEngine(lora, engine.tokenizer, engine.template, SYSTEM)
+    try:
+        items = dialog(peft_engine, "pw", opts)
+        assert drafts_apply(peft_engine, opts)
+        preds, _ = generate_dialogs(peft_engine, items, opts, progress=False)
+        assert preds == one_at_a_time(peft_engine, items, opts)
+    finally:
+        lora.unload()  # the module-scoped engine's model, without the adapter again
+    prompt = get_peft_model(engine.model, PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4))
+    assert not drafts_apply(ChatEngine(prompt, engine.tokenizer, engine.template), opts)
