@@ -37,8 +37,12 @@ browser:
 test: setup browser
 	$(PY) -m pytest -q -rs tests
 
+# Benchmarks write benchmarks/results/; train_throughput takes ~50 min (the per-turn recipe is most of it)
+# and installs LLaMA-Factory into benchmarks/out/lf/lf-venv; eval_speed needs the run of `make run`.
 bench: setup
 	$(PY) benchmarks/target_only_loss.py
+	$(PY) benchmarks/train_throughput/run.py --n 12 --dev 12
+	$(PY) benchmarks/eval_speed.py runs/hotel_lora data/hotel/test.jsonl --items 200 --batch 8
 
 clean:
 	rm -rf runs .pytest_cache
