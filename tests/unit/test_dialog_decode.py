@@ -43,8 +43,8 @@ def engine(request, tmp_path_factory) -> ChatEngine:
 
 
 def dialog(engine: ChatEngine, kinds: str, opts: GenerationOptions) -> list[tuple[list[Turn], Turn]]:
-    """Items of one dialog whose gold turns are the model's own reply (r), its first half then other text (p),
-    or other text (w), one per letter of `kinds`."""
+    """Items of one dialog, one per letter of `kinds`, whose gold turn is the model's own reply (r), its
+    first half then other text (p), or other text (w)."""
     turns, items = [], []
     for k, kind in enumerate(kinds):
         context = turns + [Turn("user", content=USERS[k % len(USERS)])]
