@@ -204,3 +204,20 @@ def test_compiled_layers_train_and_save_a_plain_adapter(tiny_llama, sample_path,
     with safe_open(str(tmp_path / "compiled" / "adapter_model.safetensors"), "pt") as f:
         keys = list(f.keys())
     assert keys and all("_orig_mod" not in k for k in keys) and any("lora_A" in k for k in keys)
+
+
+def test_bad_eval_decode_fails_before_the_run_dir_is_touched(tiny_llama, sample_path, tmp_path):
+    from tunelab.utils.errors import ConfigError
+
+    c = cfg(tiny_llama, sample_path, tmp_path / "never")
+    c["eval"] = {"dev_items": 2, "decode": "beam"}
+    with pytest.raises(ConfigError, match="eval.decode 'beam' is unknown; valid: dialog, batch"):
+        train(c)
+    assert not (tmp_path / "never").exists()
+
+
+def test_eval_decode_batch_at_the_end_of_training(tiny_llama, sample_path, tmp_path):
+    c = cfg(tiny_llama, sample_path, tmp_path / "b", max_steps=2)
+    c["eval"] = {"dev_items": 2, "max_new_tokens": 4, "decode": "batch"}
+    metrics = train(c)["dev_metrics"]
+    assert metrics["n_items"] == 2 and "draft_tokens" not in metrics  # the dialog path reports its drafts

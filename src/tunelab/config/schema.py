@@ -108,6 +108,8 @@ class EvalConfig:
     dev_items: int = opt(0, "after training, generate and score this many dev items (0: dev loss only)")
     max_new_tokens: int = opt(256, "longest generated turn")
     batch_size: int = opt(8, "items per generation batch")
+    decode: str = opt("dialog", "dialog (one KV cache per dialog, the gold turn checked as a draft; greedy "
+                      "outputs, fastest with a trained model) or batch (left-padded batches of items)")
     limit: int = opt(0, "evaluate at most N items (0: all)")
     temperature: float = opt(0.0, "0: greedy; above 0: sampling")
     top_p: float = opt(1.0, "nucleus sampling mass")

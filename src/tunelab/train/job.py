@@ -106,6 +106,8 @@ def train(cfg: Config | dict | str) -> dict:
         torch.set_num_threads(cfg.train.threads)
     if not cfg.data.train_file:
         raise ConfigError("data.train_file is empty; set it in the config or with --data.train_file=PATH")
+    if cfg.eval.decode not in ("dialog", "batch"):
+        raise ConfigError(f"eval.decode '{cfg.eval.decode}' is unknown; valid: dialog, batch")
 
     # 1. data, model, template: all that can fail on bad input fails before the run dir is touched
     train_data = read_data(cfg.data.train_file, cfg.data)
@@ -179,7 +181,7 @@ def train(cfg: Config | dict | str) -> dict:
         engine = ChatEngine(model, tokenizer, template, cfg.data.system_prompt)  # the trained model, in memory
         summary["dev_metrics"] = evaluate(run_dir, cfg.data.dev_file, limit=cfg.eval.dev_items,
                                           batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens,
-                                          db=cfg.data.db or None, engine=engine)
+                                          db=cfg.data.db or None, engine=engine, decode=cfg.eval.decode)
     write_json(run_dir / RUN_FILE, summary)
     plot_loss(run_dir / "metrics.jsonl", run_dir / "loss.png")
     log.info(f"run saved to {run_dir}: train loss {result.training_loss:.4f}"
