@@ -313,9 +313,8 @@ def write(cmd, args, rows, best, settings, losses, ceiling, flops, tokens, targe
         lines.append(f"| {r['system']} | {r['dialogs']} | {r['train_s']} | {r['dialogs_per_s']:.4f} | "
                      f"{r['tokens_per_s']:.0f} | {r['peak_rss_mb']:.0f} | {100 * r['mfu']:.1f}% | {kept} |")
     lines += ["", f"tunelab's kept configuration: `{json.dumps(settings)}`.", ""]
-    for key, label in [("lf", "LLaMA-Factory"), ("per_turn", "the per-turn recipe")]:
-        other = next((r for r in rows if r["system"].startswith(
-            "LLaMA-Factory" if key == "lf" else "per-turn")), None)
+    for prefix, label in [("LLaMA-Factory", "LLaMA-Factory"), ("per-turn", "the per-turn recipe")]:
+        other = next((r for r in rows if r["system"].startswith(prefix)), None)
         if other:
             lines.append(f"- tunelab vs {label}: **{tl['dialogs_per_s'] / other['dialogs_per_s']:.2f}x** dialogs/s, "
                          f"peak RSS {tl['peak_rss_mb']:.0f} vs {other['peak_rss_mb']:.0f} MB.")

@@ -19,7 +19,9 @@ from tunelab.data.render import Renderer
 from tunelab.data.template import get_template
 from tunelab.methods import TrainContext, get_method, parameter_report
 from tunelab.models import load_model
+from tunelab.evaluate.job import DECODERS
 from tunelab.train.callbacks import MetricsLog, ProgressBar, TimeBudget, peak_rss_mb
+from tunelab.train.loss import is_prompt_learning
 from tunelab.train.plot import plot_loss
 from tunelab.train.trainer import SFTTrainer, TokenMeter, compile_layers
 from tunelab.utils.errors import ConfigError
@@ -68,7 +70,8 @@ def _tokenized(path: str, data, data_cfg, renderer: Renderer):
     if not data_cfg.cache:
         return build()
     key = cache_key(path, renderer.tokenizer, renderer.template.name, data_cfg.system_prompt, data_cfg.max_length,
-                    tool_results=data_cfg.tool_results, format=data_cfg.format, skip_invalid=data_cfg.skip_invalid, max_samples=data_cfg.max_samples)
+                    tool_results=data_cfg.tool_results, format=data_cfg.format,
+                    skip_invalid=data_cfg.skip_invalid, max_samples=data_cfg.max_samples)
     rows, stats, hit, saved = load_or_build(key, build, cache_dir() / "datasets")
     if hit:
         log.info(f"{path}: tokenized rows from the cache ({saved:.1f} s of tokenization saved)")
@@ -106,8 +109,8 @@ def train(cfg: Config | dict | str) -> dict:
         torch.set_num_threads(cfg.train.threads)
     if not cfg.data.train_file:
         raise ConfigError("data.train_file is empty; set it in the config or with --data.train_file=PATH")
-    if cfg.eval.decode not in ("dialog", "batch"):
-        raise ConfigError(f"eval.decode '{cfg.eval.decode}' is unknown; valid: dialog, batch")
+    if cfg.eval.decode not in DECODERS:
+        raise ConfigError(f"eval.decode '{cfg.eval.decode}' is unknown; valid: {', '.join(DECODERS)}")
 
     # 1. data, model, template: all that can fail on bad input fails before the run dir is touched
     train_data = read_data(cfg.data.train_file, cfg.data)
@@ -127,8 +130,7 @@ def train(cfg: Config | dict | str) -> dict:
         dev_rows, dev_stats = _tokenized(cfg.data.dev_file, dev_data, dev_cfg, renderer)
         log.info(dev_stats.line("dev data"))
     model = method.apply(model, cfg.method, TrainContext(device, cfg.train.max_steps))
-    if cfg.data.packing and getattr(model, "peft_config", {}).get("default", None) is not None \
-            and model.peft_config["default"].is_prompt_learning:
+    if cfg.data.packing and is_prompt_learning(model):
         raise ConfigError(f"data.packing=true does not work with method {cfg.method.name}: its virtual tokens "
                           "would be shared by the packed conversations; set data.packing=false")
     if cfg.train.compile:

@@ -18,11 +18,15 @@ def causal_lm(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
+def is_prompt_learning(model) -> bool:
+    """True for prompt/p/prefix tuning: the peft wrapper prepends virtual tokens inside its forward."""
+    return getattr(getattr(model, "peft_config", {}).get("default", None), "is_prompt_learning", False)
+
+
 def supports_target_only(model) -> bool:
-    """True when the decoder can be run apart from its LM head (not for prompt-learning methods,
-    which prepend virtual tokens inside the peft wrapper's forward)."""
+    """True when the decoder can be run apart from its LM head (not for prompt-learning methods)."""
     lm = causal_lm(model)
-    if getattr(getattr(model, "peft_config", {}).get("default", None), "is_prompt_learning", False):
+    if is_prompt_learning(model):
         return False
     return hasattr(lm, "get_decoder") and lm.get_output_embeddings() is not None
 
