@@ -247,14 +247,19 @@ def _tail(path: Path, n: int = 20) -> str:
 
 def run_llamafactory(data_file: Path, model_dir: Path, work: Path, *, system_prompt: str,
                      lora_rank: int = 8, lora_target: str = "q_proj,v_proj", epochs: int = 1,
-                     cutoff_len: int = 2048, seed: int = 0, log=print) -> dict:
+                     cutoff_len: int = 2048, seed: int = 0, log=print, python: str | None = None,
+                     python_path: str | None = None, bf16: bool = False) -> dict:
+    """Train with LF and return its figures. By default LF runs on the CPU in fp32 from its own venv;
+    `python` (+ `python_path`) names an interpreter that already has LF importable instead (the GPU
+    machine, where nothing can be installed), and `bf16` trains in bf16 on the GPU."""
     data_file, model_dir, work = Path(data_file).resolve(), Path(model_dir).resolve(), Path(work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     data_dir, out_dir = work / "data", work / "lf-out"
     tokenized, ds_cache = work / "lf-tokenized", work / "lf-datasets-cache"
     n = write_dataset(data_file, data_dir, system_prompt)
     venv = work / "lf-venv"
-    install_s = ensure_venv(venv, log=log)
+    install_s = 0.0 if python else ensure_venv(venv, log=log)
+    py = python or str(venv / "bin" / "python")
 
     for d in (out_dir, tokenized, ds_cache):  # fresh: LF would load a tokenized_path that exists
         shutil.rmtree(d, ignore_errors=True)
@@ -282,7 +287,7 @@ def run_llamafactory(data_file: Path, model_dir: Path, work: Path, *, system_pro
         "num_train_epochs": float(epochs),
         "learning_rate": 1e-4,
         "seed": seed,
-        "bf16": False,
+        "bf16": bf16,
         "fp16": False,
     }
     cfg_path = work / "config.yaml"
@@ -290,12 +295,15 @@ def run_llamafactory(data_file: Path, model_dir: Path, work: Path, *, system_pro
 
     env = dict(os.environ)
     env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-                "HF_DATASETS_CACHE": str(ds_cache), "CUDA_VISIBLE_DEVICES": "",
-                "PATH": f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"})
+                "HF_DATASETS_CACHE": str(ds_cache), "PATH": f"{Path(py).parent}{os.pathsep}{env.get('PATH', '')}"})
+    if not bf16:
+        env["CUDA_VISIBLE_DEVICES"] = ""  # the CPU comparison
     env.pop("VIRTUAL_ENV", None)
     env.pop("PYTHONPATH", None)  # keep the harness's packages out of LF's interpreter
+    if python_path:
+        env["PYTHONPATH"] = python_path
     log_path = work / "lf.log"
-    cmd = [str(venv / "bin" / "llamafactory-cli"), "train", str(cfg_path)]
+    cmd = [py, "-c", "import sys; from llamafactory.cli import main; sys.exit(main())", "train", str(cfg_path)]
     log(f"running {' '.join(cmd)} (log: {log_path})")
     try:
         import psutil  # noqa: F401
@@ -321,7 +329,7 @@ def run_llamafactory(data_file: Path, model_dir: Path, work: Path, *, system_pro
                            + _tail(log_path))
     results = json.loads(results_path.read_text())
     train_s = float(results["train_runtime"])
-    tokens, target_tokens, lengths = _count_tokens(venv, tokenized, env)
+    tokens, target_tokens, lengths = _count_tokens(py, tokenized, env)
     log_text = log_path.read_text(errors="replace")
     return {
         "system": SYSTEM,
@@ -342,20 +350,21 @@ def run_llamafactory(data_file: Path, model_dir: Path, work: Path, *, system_pro
         "template": TEMPLATE,
         "gradient_checkpointing": "Gradient checkpointing enabled." in log_text,
         "install_s": round(install_s, 1),
-        "venv_fixups": json.loads((venv / STAMP).read_text()).get("fixups", []),
+        "venv_fixups": [] if python else json.loads((venv / STAMP).read_text()).get("fixups", []),
+        "bf16": bf16,
         "config": str(cfg_path),
         "log": str(log_path),
     }
 
 
-def _count_tokens(venv: Path, tokenized: Path, env: dict) -> tuple[int, int, list[int]]:
+def _count_tokens(py: str, tokenized: Path, env: dict) -> tuple[int, int, list[int]]:
     """(input tokens, supervised tokens, per-row lengths) of the train split LF saved at
     `tokenized`, read with LF's own venv (its `datasets` wrote it)."""
     code = ("import json, sys\nfrom datasets import load_from_disk\n"
             "ds = load_from_disk(sys.argv[1])\nds = ds['train'] if 'train' in ds else ds\n"
             "print(json.dumps([[len(x) for x in ds['input_ids']],"
             " sum(sum(1 for v in x if v != -100) for x in ds['labels'])]))\n")
-    out = subprocess.run([str(venv / "bin" / "python"), "-c", code, str(tokenized)], env=env,
+    out = subprocess.run([py, "-c", code, str(tokenized)], env=env,
                          capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"counting LF's tokenized dataset failed:\n{out.stderr[-2000:]}")

@@ -8,6 +8,7 @@ full logits; a plain Hugging Face `Trainer`. Tool results are JSON, as such data
     python benchmarks/train_throughput/per_turn.py DATA --model-dir DIR --out DIR [--dialogs N]
 
 Writes OUT/result.json (train seconds from the Trainer, tokens, peak RSS) and the LoRA adapter.
+On a CUDA machine it trains there in bf16 (weights and autocast); otherwise on the CPU in fp32.
 """
 
 from __future__ import annotations
@@ -63,17 +64,18 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, Trainer, TrainingArguments, default_data_collator
 
     rows, n_dialogs = samples(args.data, args.model_dir, args.system_prompt, args.dialogs)
-    model = AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=torch.float32)
+    gpu = torch.cuda.is_available()  # on a GPU: bf16 weights and autocast, as such scripts run there
+    model = AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=torch.bfloat16 if gpu else torch.float32)
     model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "v_proj"],
                                              task_type="CAUSAL_LM"))
     targs = TrainingArguments(output_dir=str(args.out), per_device_train_batch_size=1, num_train_epochs=1,
                               learning_rate=args.lr, lr_scheduler_type="cosine", seed=0, logging_steps=1,
-                              save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True)
+                              save_strategy="no", report_to=[], use_cpu=not gpu, bf16=gpu, disable_tqdm=True)
     trainer = Trainer(model=model, args=targs, train_dataset=rows, data_collator=default_data_collator)
     metrics = trainer.train().metrics
     model.save_pretrained(args.out)
     real = sum(sum(r["attention_mask"]) for r in rows)
-    result = {"system": "per-turn recipe", "dialogs": n_dialogs, "samples": len(rows),
+    result = {"system": "per-turn recipe", "dialogs": n_dialogs, "samples": len(rows), "bf16": gpu,
               "train_s": metrics["train_runtime"], "tokens": real, "padded_tokens": len(rows) * (MAX_SOURCE + MAX_TARGET),
               "train_loss": metrics["train_loss"],
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}

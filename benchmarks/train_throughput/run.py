@@ -137,8 +137,8 @@ def necessary_flops(data: Path, model_dir: Path) -> tuple[list[float], int, int]
     return flops, tokens, targets
 
 
-def tunelab_config(data: Path, out: Path, settings: dict) -> dict:
-    cfg = {"model": {"name_or_path": PRESET},
+def tunelab_config(data: Path, out: Path, settings: dict, model: str = PRESET) -> dict:
+    cfg = {"model": {"name_or_path": model},
            "data": {"train_file": str(data), "template": "chatml", "system_prompt": SYSTEM_PROMPT,
                     "max_length": 8192, "cache": False},
            "method": {"name": "lora", "r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
@@ -150,22 +150,23 @@ def tunelab_config(data: Path, out: Path, settings: dict) -> dict:
     return cfg
 
 
-def run_tunelab(name: str, data: Path, settings: dict) -> dict:
-    out = OUT / "tunelab" / name
+def run_tunelab(name: str, data: Path, settings: dict, model: str = PRESET, root: Path | None = None) -> dict:
+    out = (root or OUT) / "tunelab" / name
     out.parent.mkdir(parents=True, exist_ok=True)
     cfg_path = out.with_suffix(".yaml")
-    cfg_path.write_text(yaml.safe_dump(tunelab_config(data, out, settings), allow_unicode=True), encoding="utf-8")
-    sh([tunelab_bin("tunelab"), "train", str(cfg_path)], out.with_suffix(".log"))
+    cfg_path.write_text(yaml.safe_dump(tunelab_config(data, out, settings, model), allow_unicode=True),
+                        encoding="utf-8")
+    sh([sys.executable, "-m", "tunelab.cli.main", "train", str(cfg_path)], out.with_suffix(".log"))
     run = json.loads((out / "run.json").read_text())
     return {"train_s": run["train_time_s"], "tokens": run["tokens"], "peak_rss_mb": run["peak_rss_mb"],
             "train_loss": run["train_loss"], "dialogs": run["train_data"]["conversations"], "run_dir": str(out),
             "tool_results": run["tool_results"]}
 
 
-def run_per_turn(data: Path, model_dir: Path, dialogs: int) -> dict:
-    out = OUT / "per_turn"
+def run_per_turn(data: Path, model_dir: Path, dialogs: int, root: Path | None = None) -> dict:
+    out = (root or OUT) / "per_turn"
     sh([sys.executable, str(HERE / "per_turn.py"), str(data), "--model-dir", str(model_dir), "--out", str(out),
-        "--system-prompt", SYSTEM_PROMPT, "--dialogs", str(dialogs), "--lr", str(LR)], OUT / "per_turn.log")
+        "--system-prompt", SYSTEM_PROMPT, "--dialogs", str(dialogs), "--lr", str(LR)], (root or OUT) / "per_turn.log")
     res = json.loads((out / "result.json").read_text())
     return {**res, "run_dir": str(out), "tool_results": "json"}
 

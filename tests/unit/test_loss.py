@@ -1,5 +1,7 @@
 """The target-only loss equals the full-logits loss (value and gradients) to float tolerance."""
 
+import contextlib
+
 import pytest
 import torch
 
@@ -9,7 +11,8 @@ from tunelab.data.readers import read_conversations
 from tunelab.data.render import Renderer
 from tunelab.data.template import get_template
 from tunelab.methods import apply_method
-from tunelab.train.loss import lm_loss
+from tunelab.models.attention import PACKED, packed_attention
+from tunelab.train.loss import causal_lm, lm_loss
 
 
 def batch_and_model(model_dir, sample_path, rows_out=None):
@@ -56,6 +59,14 @@ def test_num_items_scales_the_sum(tiny_llama, sample_path):
     torch.testing.assert_close(summed / n, mean)
 
 
+@contextlib.contextmanager
+def _implementation(model, name):
+    before = causal_lm(model).config._attn_implementation
+    causal_lm(model).set_attn_implementation(name)
+    yield
+    causal_lm(model).set_attn_implementation(before)
+
+
 @pytest.mark.parametrize("family", ["tiny_llama", "tiny_gemma"])
 def test_packed_row_equals_padded_batch(family, request, sample_path):
     """Three conversations packed in one row give the padded batch's loss and gradients: they do not
@@ -78,6 +89,26 @@ def test_packed_row_equals_padded_batch(family, request, sample_path):
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
         for ga, gb in zip(torch.autograd.grad(a, params), torch.autograd.grad(b, params)):
             torch.testing.assert_close(gb, ga, rtol=1e-4, atol=1e-7)
+    # tunelab's packed attention (per-conversation SDPA from the boundaries, no mask) gives the same
+    with packed_attention(model):
+        assert causal_lm(model).config._attn_implementation == PACKED
+        with pytest.raises(ValueError, match="batch of 3 rows without boundaries"):
+            lm_loss(model, padded)  # transformers builds no padding mask for it: refused, not wrong
+        for target_only in (True, False):
+            with packed_attention(model):  # nested: restores the packed implementation on exit
+                pass
+            b, _ = lm_loss(model, packed, target_only=target_only)
+            with _implementation(model, "sdpa"):
+                a, _ = lm_loss(model, padded, target_only=target_only)
+            torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+            for ga, gb in zip(torch.autograd.grad(a, params), torch.autograd.grad(b, params)):
+                torch.testing.assert_close(gb, ga, rtol=1e-4, atol=1e-7)
+        # and it does split: one boundary fewer lets the last two conversations see each other
+        merged = {**packed, "cu_seq_lens_q": packed["cu_seq_lens_q"][[0, 1, 3]]}
+        merged["cu_seq_lens_k"] = merged["cu_seq_lens_q"]
+        m, _ = lm_loss(model, merged)
+        assert abs(float(m) - float(lm_loss(model, packed)[0])) > 1e-5  # Gemma: only its 64-token window leaks
+    assert causal_lm(model).config._attn_implementation != PACKED
     # and the test can fail: without position ids the conversations see each other
     c, _ = lm_loss(model, {k: v for k, v in packed.items() if k != "position_ids"})
     assert abs(float(c) - float(a)) > 1e-4

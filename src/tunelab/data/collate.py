@@ -41,7 +41,9 @@ class PackCollator:
 
     Position ids restart at 0 for each conversation; with no attention mask, transformers reads the
     restarts as sequence boundaries and builds a block-diagonal causal mask, so conversations never
-    attend to each other. Labels need nothing special: a conversation's first token is never a target.
+    attend to each other. The boundaries also go out as `cu_seq_lens_q/k` and `max_length_q/k` (the
+    flash-attention convention), which tunelab's packed attention (models/attention.py) uses instead of
+    any mask. Labels need nothing special: a conversation's first token is never a target.
     Per-row loss weights become per-token weights (`token_weights`).
     """
 
@@ -49,8 +51,11 @@ class PackCollator:
         ids = [t for r in rows for t in r["input_ids"]]
         labels = [t for r in rows for t in r["labels"]]
         pos = [p for r in rows for p in range(len(r["input_ids"]))]
+        lengths = [len(r["input_ids"]) for r in rows]
+        cu = torch.tensor([0] + lengths).cumsum(0).to(torch.int32)
         batch = {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]),
-                 "position_ids": torch.tensor([pos])}
+                 "position_ids": torch.tensor([pos]), "cu_seq_lens_q": cu, "cu_seq_lens_k": cu,
+                 "max_length_q": max(lengths), "max_length_k": max(lengths)}
         if any("weight" in r for r in rows):
             w = [float(r.get("weight", 1.0)) for r in rows for _ in r["input_ids"]]
             batch["token_weights"] = torch.tensor([w])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -19,6 +20,7 @@ from tunelab.data.render import Renderer
 from tunelab.data.template import get_template
 from tunelab.methods import TrainContext, get_method, parameter_report
 from tunelab.models import load_model
+from tunelab.models.attention import packed_attention
 from tunelab.evaluate.job import DECODERS
 from tunelab.train.callbacks import MetricsLog, ProgressBar, TimeBudget, peak_rss_mb
 from tunelab.train.loss import is_prompt_learning
@@ -159,9 +161,11 @@ def train(cfg: Config | dict | str) -> dict:
 
     # 3. train, then dev loss
     start = time.time()
-    result = trainer.train(resume_from_checkpoint=True if cfg.train.resume else None)
-    train_s = time.time() - start
-    dev_loss = trainer.evaluate()["eval_loss"] if dev_rows is not None else None
+    # packed rows: attention per conversation from the collator's boundaries, no mask (models/attention.py)
+    with packed_attention(model) if cfg.data.packing else contextlib.nullcontext():
+        result = trainer.train(resume_from_checkpoint=True if cfg.train.resume else None)
+        train_s = time.time() - start
+        dev_loss = trainer.evaluate()["eval_loss"] if dev_rows is not None else None
 
     # 4. save: adapter in PEFT format (whole weights for full/freeze), tokenizer, summary, plot
     model.save_pretrained(run_dir)

@@ -13,6 +13,10 @@ import torch.nn.functional as F
 from tunelab.data.render import IGNORE
 
 
+PASSED = ("input_ids", "attention_mask", "position_ids", "cu_seq_lens_q", "cu_seq_lens_k", "max_length_q",
+          "max_length_k")
+
+
 def causal_lm(model):
     """The transformers *ForCausalLM under any peft wrapper."""
     return model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -45,8 +49,9 @@ def lm_loss(model, batch: dict, num_items: int | torch.Tensor | None = None, tar
         token_w = batch["weights"][:, None].expand_as(shift_labels)[keep]
     elif "token_weights" in batch:  # packed rows: each token carries its conversation's weight
         token_w = batch["token_weights"][:, 1:][keep]
-    # packed rows have position ids that restart per conversation and no attention mask
-    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
+    # packed rows have position ids that restart per conversation, no attention mask, and the
+    # conversations' boundaries (read by tunelab's packed attention, models/attention.py)
+    inputs = {k: batch[k] for k in PASSED if k in batch}
     n_targets = int(keep.sum())
     denom = num_items if num_items is not None else max(n_targets, 1)
     if not (target_only and supports_target_only(model)):
