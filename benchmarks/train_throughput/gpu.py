@@ -133,6 +133,10 @@ def main() -> None:
     ap.add_argument("--lf-path", default=None, help="PYTHONPATH for LF's interpreter")
     ap.add_argument("--per-turn-dialogs", type=int, default=64)
     ap.add_argument("--skip", default="", help="comma-separated: lf, per_turn, aside")
+    ap.add_argument("--n", type=int, default=0, help="use only the first N dialogs of --train (0: all)")
+    ap.add_argument("--only", default="",
+                    help="comma-separated ladder rows to run on their own, each with all levers up to it "
+                         "(a short run: no ladder, no asides); the references run after the first")
     ap.add_argument("--results", type=Path, default=None,
                     help="where the .md/.json go, rewritten after every system (default: --out)")
     args = ap.parse_args()
@@ -147,6 +151,10 @@ def main() -> None:
     import transformers
 
     model_dir = make_model(args.model_config.resolve(), out / "model")
+    if args.n:
+        lines = args.train.read_text(encoding="utf-8").splitlines()[:args.n]
+        args.train = out / f"train{args.n}.jsonl"
+        args.train.write_text("\n".join(lines) + "\n", encoding="utf-8")
     env = {"torch": torch.__version__, "transformers": transformers.__version__,
            "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU (dry run)"}
     ceiling = bf16_ceiling() if torch.cuda.is_available() else R.matmul_ceiling()  # CPU: a dry run of the script
@@ -167,14 +175,21 @@ def main() -> None:
             traceback.print_exc()
             return None
         runs[key] = r
+        if "run_dir" in r:  # where the step time goes: the run's own per-step log
+            log = Path(r["run_dir"]).with_suffix(".log")
+            print(f"  {key}: device {r.get('device')}, {r.get('steps')} steps; log tail:", *(
+                ln[:200] for ln in log.read_text(errors="replace").splitlines()[-3:]), sep="\n    ")
         rows.append({**R.row(name, r, flops, ceiling), "gpu_peak_mb": r["gpu_peak_mb"], **extra})
         print(f"{key} ({time.time() - t:.0f}s wall): {rows[-1]}", flush=True)
         save(cmd, env, ceiling, n, tokens, targets, rows, runs, errors, {}, results)
         return rows[-1]
 
+    only = [int(x) for x in args.only.split(",") if x]
     settings, best = {}, None
     for i, (name, lever) in enumerate(LADDER):
-        trial = {**settings, **lever}
+        if only and i not in only:
+            continue
+        trial = {k: v for _, lv in LADDER[:i + 1] for k, v in lv.items()} if only else {**settings, **lever}
         r = attempt(f"ladder{i}", "tunelab " + name,
                     lambda trial=trial, i=i: R.run_tunelab(f"ladder{i}", args.train, trial, str(model_dir), out))
         if r is None:
@@ -182,10 +197,8 @@ def main() -> None:
         r["kept"] = best is None or r["dialogs_per_s"] > best["dialogs_per_s"]
         if r["kept"]:
             settings, best = trial, r
-        if i == 3 and "per_turn" not in skip:  # the references, once tunelab's core rows are in
-            attempt("per_turn", "per-turn recipe (sample per answer, padded to 2048+1024, full logits)",
-                    lambda: R.run_per_turn(args.train, model_dir, args.per_turn_dialogs, out))
-        if i == 3 and "lf" not in skip:
+        refs = (i == only[0]) if only else (i == 3)  # the references, once tunelab's core rows are in
+        if refs and "lf" not in skip:
             from llamafactory import run_llamafactory
 
             attempt("lf", "LLaMA-Factory 0.9.5 (its defaults: gradient checkpointing on)",
@@ -193,7 +206,11 @@ def main() -> None:
                                              lora_rank=8, lora_target="q_proj,v_proj", epochs=1, seed=0,
                                              python=args.lf_python, python_path=args.lf_path, bf16=True,
                                              log=lambda *a: None))
-    if "aside" not in skip and best is not None:
+        if refs and "per_turn" not in skip:
+            attempt("per_turn", "per-turn recipe (sample per answer, padded to 2048+1024, full logits)",
+                    lambda: R.run_per_turn(args.train, model_dir, args.per_turn_dialogs, out))
+        save(cmd, env, ceiling, n, tokens, targets, rows, runs, errors, settings, results)
+    if "aside" not in skip and best is not None and not only:
         for i, (name, change) in enumerate(ASIDE):
             attempt(f"aside{i}", "tunelab " + name,
                     lambda i=i, change=change: R.run_tunelab(f"aside{i}", args.train, {**settings, **change},

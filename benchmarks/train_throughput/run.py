@@ -160,7 +160,7 @@ def run_tunelab(name: str, data: Path, settings: dict, model: str = PRESET, root
     run = json.loads((out / "run.json").read_text())
     return {"train_s": run["train_time_s"], "tokens": run["tokens"], "peak_rss_mb": run["peak_rss_mb"],
             "train_loss": run["train_loss"], "dialogs": run["train_data"]["conversations"], "run_dir": str(out),
-            "tool_results": run["tool_results"]}
+            "tool_results": run["tool_results"], "device": run.get("device"), "steps": run.get("steps")}
 
 
 def run_per_turn(data: Path, model_dir: Path, dialogs: int, root: Path | None = None) -> dict:
