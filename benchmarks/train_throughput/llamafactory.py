@@ -248,10 +248,11 @@ def _tail(path: Path, n: int = 20) -> str:
 def run_llamafactory(data_file: Path, model_dir: Path, work: Path, *, system_prompt: str,
                      lora_rank: int = 8, lora_target: str = "q_proj,v_proj", epochs: int = 1,
                      cutoff_len: int = 2048, seed: int = 0, log=print, python: str | None = None,
-                     python_path: str | None = None, bf16: bool = False) -> dict:
+                     python_path: str | None = None, bf16: bool = False, cpu: bool | None = None) -> dict:
     """Train with LF and return its figures. By default LF runs on the CPU in fp32 from its own venv;
     `python` (+ `python_path`) names an interpreter that already has LF importable instead (the GPU
-    machine, where nothing can be installed), and `bf16` trains in bf16 on the GPU."""
+    machine, where nothing can be installed), and `bf16` trains in bf16 (on a CPU: bf16 autocast, as
+    the HF Trainer does with use_cpu). `cpu` hides any GPU; default: hidden unless bf16."""
     data_file, model_dir, work = Path(data_file).resolve(), Path(model_dir).resolve(), Path(work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     data_dir, out_dir = work / "data", work / "lf-out"
@@ -296,7 +297,7 @@ def run_llamafactory(data_file: Path, model_dir: Path, work: Path, *, system_pro
     env = dict(os.environ)
     env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
                 "HF_DATASETS_CACHE": str(ds_cache), "PATH": f"{Path(py).parent}{os.pathsep}{env.get('PATH', '')}"})
-    if not bf16:
+    if cpu if cpu is not None else not bf16:
         env["CUDA_VISIBLE_DEVICES"] = ""  # the CPU comparison
     env.pop("VIRTUAL_ENV", None)
     env.pop("PYTHONPATH", None)  # keep the harness's packages out of LF's interpreter

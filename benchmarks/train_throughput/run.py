@@ -45,11 +45,14 @@ LR = 1e-4
 
 # tunelab's levers, in order; each row adds one lever to the best configuration so far.
 LADDER = [
-    ("one sequence per dialog (JSON tool results, full logits, gradient checkpointing)",
-     {"data.tool_results": "json", "train.target_only_logits": False, "train.gradient_checkpointing": True}),
+    ("one sequence per dialog (fp32, JSON tool results, full logits, gradient checkpointing)",
+     {"data.tool_results": "json", "train.target_only_logits": False, "train.gradient_checkpointing": True,
+      "train.mixed_precision": "no"}),
     ("+ compact tool results (table)", {"data.tool_results": "table"}),
     ("+ logits only at supervised positions", {"train.target_only_logits": True}),
     ("+ no gradient checkpointing", {"train.gradient_checkpointing": False}),
+    ("+ bf16 autocast where the CPU has bf16 matmul units (AMX; fp32 weights and optimizer)",
+     {"train.mixed_precision": "auto"}),
     ("+ 4 dialogs packed per row (position ids restart, no padding)",
      {"data.packing": True, "train.per_device_train_batch_size": 4}),
     ("+ one torch thread instead of one per core", {"train.threads": 1}),
@@ -93,15 +96,16 @@ def make_data(n: int, dev: int) -> tuple[Path, Path]:
     return train, held
 
 
-def matmul_ceiling() -> float:
-    """Best fp32 GFLOP/s of torch.mm over square and model-shaped products, one thread and all."""
+def matmul_ceiling(dtype: str = "float32") -> float:
+    """Best GFLOP/s of torch.mm in `dtype` over square and model-shaped products, one thread and all."""
     import torch
 
+    dtype = getattr(torch, dtype)
     best, default = 0.0, torch.get_num_threads()
     for threads, (m, k, n) in [(t, s) for t in sorted({1, default}) for s in
                                [(2048, 2048, 2048), (1536, 576, 1536), (1536, 1536, 576), (1024, 4096, 1024)]]:
         torch.set_num_threads(threads)
-        a, b = torch.randn(m, k), torch.randn(k, n)
+        a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
         for _ in range(2):
             a @ b
         reps, t = 0, time.perf_counter()
@@ -160,7 +164,8 @@ def run_tunelab(name: str, data: Path, settings: dict, model: str = PRESET, root
     run = json.loads((out / "run.json").read_text())
     return {"train_s": run["train_time_s"], "tokens": run["tokens"], "peak_rss_mb": run["peak_rss_mb"],
             "train_loss": run["train_loss"], "dialogs": run["train_data"]["conversations"], "run_dir": str(out),
-            "tool_results": run["tool_results"], "device": run.get("device"), "steps": run.get("steps")}
+            "tool_results": run["tool_results"], "device": run.get("device"), "steps": run.get("steps"),
+            "mixed_precision": run.get("mixed_precision", "no")}
 
 
 def run_per_turn(data: Path, model_dir: Path, dialogs: int, root: Path | None = None) -> dict:
@@ -171,12 +176,12 @@ def run_per_turn(data: Path, model_dir: Path, dialogs: int, root: Path | None = 
     return {**res, "run_dir": str(out), "tool_results": "json"}
 
 
-def run_lf(data: Path, model_dir: Path) -> dict:
+def run_lf(data: Path, model_dir: Path, bf16: bool = False) -> dict:
     sys.path.insert(0, str(HERE))
     from llamafactory import run_llamafactory
 
     return run_llamafactory(data, model_dir, OUT / "lf", system_prompt=SYSTEM_PROMPT, lora_rank=8,
-                            lora_target="q_proj,v_proj", epochs=1, seed=0, log=lambda *a: None)
+                            lora_target="q_proj,v_proj", epochs=1, seed=0, log=lambda *a: None, bf16=bf16, cpu=True)
 
 
 def run_generation(run_dir: str, dev: Path, decode: str) -> dict:
@@ -243,15 +248,23 @@ def main() -> None:
     import torch
 
     ceiling = matmul_ceiling()
+    ceiling_bf16 = matmul_ceiling("bfloat16")
     flops, tokens, targets = necessary_flops(train, model_dir)
     print(f"{args.n} dialogs, {tokens} tokens ({targets} targets) in tunelab's rendering; "
-          f"necessary {sum(flops) / 1e12:.2f} TFLOP; fp32 matmul ceiling {ceiling:.1f} GFLOP/s, {torch.get_num_threads()} threads",
+          f"necessary {sum(flops) / 1e12:.2f} TFLOP; fp32 matmul ceiling {ceiling:.1f} GFLOP/s, bf16 {ceiling_bf16:.1f}, "
+          f"{torch.get_num_threads()} threads",
           flush=True)
 
     rows, runs = [], {}
     if "lf" not in skip:
         runs["lf"] = run_lf(train, model_dir)
-        rows.append(row("LLaMA-Factory 0.9.5 (its defaults: gradient checkpointing on)", runs["lf"], flops, ceiling))
+        rows.append(row("LLaMA-Factory 0.9.5 (its defaults: fp32, gradient checkpointing on)", runs["lf"], flops,
+                        ceiling))
+        print(rows[-1], flush=True)
+        # the same mixed precision as tunelab's bf16 lever, so that lever's gain is not counted as design
+        runs["lf_bf16"] = run_lf(train, model_dir, bf16=True)
+        rows.append(row("LLaMA-Factory 0.9.5 with bf16: true (autocast on the CPU, as tunelab's bf16 lever)",
+                        runs["lf_bf16"], flops, ceiling))
         print(rows[-1], flush=True)
     if "per_turn" not in skip:
         runs["per_turn"] = run_per_turn(train, model_dir, args.per_turn_dialogs)
@@ -259,10 +272,12 @@ def main() -> None:
                         runs["per_turn"], flops, ceiling))
         print(rows[-1], flush=True)
 
-    settings, best = {}, None
+    settings, best, fp32_best = {}, None, None
     for i, (name, lever) in enumerate(LADDER):
         trial = {**settings, **lever}
         r = run_tunelab(f"ladder{i}", train, trial)
+        if r["mixed_precision"] == "no" and (fp32_best is None or r["train_s"] < fp32_best["train_s"]):
+            fp32_best = r
         rows.append(row("tunelab " + name, r, flops, ceiling))
         kept = best is None or rows[-1]["dialogs_per_s"] > best[1]["dialogs_per_s"]
         rows[-1]["kept"] = kept
@@ -279,6 +294,8 @@ def main() -> None:
     losses = {"untrained (table)": dev_loss(model_dir, None, dev, "table"),
               "untrained (json)": dev_loss(model_dir, None, dev, "json"),
               "tunelab": dev_loss(model_dir, runs["tunelab"]["run_dir"], dev, runs["tunelab"]["tool_results"])}
+    if fp32_best is not runs["tunelab"]:  # the kept run is bf16: did mixed precision change what was learned?
+        losses["tunelab, fastest fp32 row"] = dev_loss(model_dir, fp32_best["run_dir"], dev, fp32_best["tool_results"])
     if "per_turn" in runs:
         losses["per-turn recipe"] = dev_loss(model_dir, runs["per_turn"]["run_dir"], dev, "json")
         # one tunelab step holds a whole dialog, one per-turn step a single answer: the same number of
@@ -288,21 +305,23 @@ def main() -> None:
         losses[f"tunelab, lr x {per_dialog:.2f} answers per dialog ({scaled['train_s']} s)"] = dev_loss(
             model_dir, scaled["run_dir"], dev, scaled["tool_results"])
     gen = [] if "infer" in skip else [run_generation(runs["tunelab"]["run_dir"], dev, d) for d in ("batch", "dialog")]
-    write(cmd, args, rows, best, settings, losses, ceiling, flops, tokens, targets, runs, gen)
+    write(cmd, args, rows, best, settings, losses, (ceiling, ceiling_bf16), flops, tokens, targets, runs, gen)
 
 
-def write(cmd, args, rows, best, settings, losses, ceiling, flops, tokens, targets, runs, gen) -> None:
+def write(cmd, args, rows, best, settings, losses, ceilings, flops, tokens, targets, runs, gen) -> None:
     import torch
 
     tl = best[1]
+    ceiling, ceiling_bf16 = ceilings
     lines = [
         "# Training throughput: tunelab vs LLaMA-Factory vs the per-turn recipe",
         "",
         f"Command: `{cmd}`",
         "",
         f"Same {args.n} synthesized hotel dialogs ({tokens} tokens, {targets} targets in tunelab's table rendering), "
-        f"SmolLM2-135M-Instruct fp32, LoRA r8 on q_proj,v_proj, lr {LR}, one epoch, batch 1 unless said, "
-        f"{torch.get_num_threads()} CPU threads. fp32 matmul ceiling measured in this run: **{ceiling:.1f} GFLOP/s**; "
+        f"SmolLM2-135M-Instruct (fp32 weights), LoRA r8 on q_proj,v_proj, lr {LR}, one epoch, batch 1 unless said, "
+        f"{torch.get_num_threads()} CPU threads. fp32 matmul ceiling measured in this run: **{ceiling:.1f} GFLOP/s** "
+        f"(bf16: {ceiling_bf16:.1f}; MFU is over the fp32 ceiling for every row, so bf16 rows can pass 100%); "
         f"necessary work {sum(flops) / 1e12:.3f} TFLOP (formula in run.py). Ladder rows add one lever each; a lever is "
         "kept (✓) only if it made training faster. Rows in parentheses are measured aside on the kept configuration.",
         "",
@@ -314,7 +333,9 @@ def write(cmd, args, rows, best, settings, losses, ceiling, flops, tokens, targe
         lines.append(f"| {r['system']} | {r['dialogs']} | {r['train_s']} | {r['dialogs_per_s']:.4f} | "
                      f"{r['tokens_per_s']:.0f} | {r['peak_rss_mb']:.0f} | {100 * r['mfu']:.1f}% | {kept} |")
     lines += ["", f"tunelab's kept configuration: `{json.dumps(settings)}`.", ""]
-    for prefix, label in [("LLaMA-Factory", "LLaMA-Factory"), ("per-turn", "the per-turn recipe")]:
+    for prefix, label in [("LLaMA-Factory 0.9.5 (its defaults", "LLaMA-Factory (fp32, as the issue measured it)"),
+                          ("LLaMA-Factory 0.9.5 with bf16", "LLaMA-Factory with bf16: true"),
+                          ("per-turn", "the per-turn recipe (fp32)")]:
         other = next((r for r in rows if r["system"].startswith(prefix)), None)
         if other:
             lines.append(f"- tunelab vs {label}: **{tl['dialogs_per_s'] / other['dialogs_per_s']:.2f}x** dialogs/s, "
@@ -335,7 +356,7 @@ def write(cmd, args, rows, best, settings, losses, ceiling, flops, tokens, targe
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(RESULTS / "train_throughput.md")
     (RESULTS / "train_throughput.json").write_text(json.dumps(
-        {"command": cmd, "ceiling_gflops": ceiling, "necessary_flops": flops, "rows": rows, "dev_loss": losses,
+        {"command": cmd, "ceiling_gflops": ceiling, "ceiling_bf16_gflops": ceiling_bf16, "necessary_flops": flops, "rows": rows, "dev_loss": losses,
          "generation": gen,
          "kept_settings": settings, "raw": runs}, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
 

@@ -32,6 +32,7 @@ from tunelab.models import load_model
 from tunelab.models.load import load_tokenizer, pick_dtype, resolve_model_dir
 from tunelab.train.callbacks import MetricsLog, ProgressBar, TimeBudget, peak_rss_mb
 from tunelab.train.job import RUN_FILE, _prepare_run_dir, _training_args
+from tunelab.train.precision import resolve_mixed_precision
 from tunelab.train.plot import plot_loss
 from tunelab.train.trainer import SFTTrainer, TokenMeter
 from tunelab.utils.errors import ConfigError, ModelError
@@ -244,7 +245,8 @@ def train_classifier(cfg: Config) -> dict:
     log.info(f"classify ({'sequence-classification head' if encoder else 'label words'}), method "
              f"{cfg.method.name}: {params['trainable_params']:,} trainable of {params['total_params']:,} "
              f"parameters; labels {labels}")
-    args = _training_args(cfg, device, False, overrides)
+    args = _training_args(cfg, device, False, overrides,
+                          resolve_mixed_precision(cfg.train.mixed_precision, device, cfg.model.dtype))
 
     # 2. run dir and trainer
     run_dir = _prepare_run_dir(cfg)

@@ -25,6 +25,7 @@ from tunelab.evaluate.job import DECODERS
 from tunelab.train.callbacks import MetricsLog, ProgressBar, TimeBudget, peak_rss_mb
 from tunelab.train.loss import is_prompt_learning
 from tunelab.train.plot import plot_loss
+from tunelab.train.precision import resolve_mixed_precision
 from tunelab.train.trainer import SFTTrainer, TokenMeter, compile_layers
 from tunelab.utils.errors import ConfigError
 from tunelab.utils.io import write_json
@@ -34,7 +35,7 @@ from tunelab.utils.paths import cache_dir
 RUN_FILE = "run.json"
 
 
-def _training_args(cfg: Config, device: str, has_dev: bool, method_overrides: dict):
+def _training_args(cfg: Config, device: str, has_dev: bool, method_overrides: dict, precision: str):
     from transformers import TrainingArguments
 
     t = cfg.train
@@ -51,7 +52,7 @@ def _training_args(cfg: Config, device: str, has_dev: bool, method_overrides: di
         save_total_limit=t.save_total_limit, eval_strategy="steps" if eval_every else "no",
         eval_steps=eval_every or None, seed=t.seed, optim=t.optim,
         dataloader_num_workers=t.dataloader_num_workers, report_to=[], disable_tqdm=True,
-        remove_unused_columns=False, use_cpu=device == "cpu", bf16=device == "cuda" and cfg.model.dtype in ("auto", "bfloat16"),
+        remove_unused_columns=False, use_cpu=device == "cpu", bf16=precision == "bf16",
         dataloader_pin_memory=device == "cuda", save_only_model=False,
     )
     kwargs.update(method_overrides)  # e.g. qlora's paged optimizer on CUDA
@@ -111,6 +112,7 @@ def train(cfg: Config | dict | str) -> dict:
         torch.set_num_threads(cfg.train.threads)
     if not cfg.data.train_file:
         raise ConfigError("data.train_file is empty; set it in the config or with --data.train_file=PATH")
+    precision = resolve_mixed_precision(cfg.train.mixed_precision, device, cfg.model.dtype)
     if cfg.eval.decode not in DECODERS:
         raise ConfigError(f"eval.decode '{cfg.eval.decode}' is unknown; valid: {', '.join(DECODERS)}")
 
@@ -141,7 +143,8 @@ def train(cfg: Config | dict | str) -> dict:
     log.info(f"method {cfg.method.name}: {params['trainable_params']:,} trainable of "
              f"{params['total_params']:,} parameters ({params['trainable_percent']}%)")
     args = _training_args(cfg, device, dev_rows is not None,
-                          method.train_overrides(device) if method.train_overrides else {})
+                          method.train_overrides(device) if method.train_overrides else {}, precision)
+    log.info(f"mixed precision: {precision} ({cfg.train.mixed_precision} on {device})")
 
     # 2. run dir and trainer
     run_dir = _prepare_run_dir(cfg)
@@ -174,6 +177,7 @@ def train(cfg: Config | dict | str) -> dict:
         "base_model": cfg.model.name_or_path, "model_dir": str(model_dir), "method": cfg.method.name,
         "adapter": method.adapter, "template": template.name, "system_prompt": cfg.data.system_prompt, **params,
         "tool_results": cfg.data.tool_results, "packing": cfg.data.packing, "threads": torch.get_num_threads(),
+        "mixed_precision": precision,
         "steps": trainer.state.global_step, "train_loss": result.training_loss,
         "dev_loss": dev_loss, "train_time_s": round(train_s, 1),
         "tokens_per_s": round(meter.tokens / max(train_s, 1e-9), 1), "tokens": meter.tokens,

@@ -76,12 +76,24 @@ class SFTTrainer(Trainer):
         return self.lr_scheduler
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        loss, n_targets = lm_loss(model, inputs, num_items_in_batch, self.target_only)
+        # Accelerate's autocast wraps only model.forward, which the target-only loss goes around
+        # (decoder and LM head called apart): so the training forward gets its own autocast here.
+        with self._autocast(model):
+            loss, n_targets = lm_loss(model, inputs, num_items_in_batch, self.target_only)
         if model.training:
             mask = inputs.get("attention_mask")
             self.meter.tokens += int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
             self.meter.targets += n_targets
         return (loss, None) if return_outputs else loss
+
+    def _autocast(self, model):
+        import contextlib
+
+        import torch
+
+        if not (self.args.bf16 and model.training):  # dev loss stays fp32: the comparable figure
+            return contextlib.nullcontext()
+        return torch.autocast(self.args.device.type, dtype=torch.bfloat16)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         import torch
