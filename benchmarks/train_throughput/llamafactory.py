@@ -291,13 +291,16 @@ def run_llamafactory(data_file: Path, model_dir: Path, work: Path, *, system_pro
         "bf16": bf16,
         "fp16": False,
     }
+    cpu = cpu if cpu is not None else not bf16
+    if cpu:
+        config["use_cpu"] = True  # else the HF Trainer refuses bf16 without a GPU
     cfg_path = work / "config.yaml"
     cfg_path.write_text("".join(f"{k}: {_yaml_value(v)}\n" for k, v in config.items()))
 
     env = dict(os.environ)
     env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
                 "HF_DATASETS_CACHE": str(ds_cache), "PATH": f"{Path(py).parent}{os.pathsep}{env.get('PATH', '')}"})
-    if cpu if cpu is not None else not bf16:
+    if cpu:
         env["CUDA_VISIBLE_DEVICES"] = ""  # the CPU comparison
     env.pop("VIRTUAL_ENV", None)
     env.pop("PYTHONPATH", None)  # keep the harness's packages out of LF's interpreter

@@ -1,4 +1,4 @@
-"""Mixed precision: which dtype a run picks, and that the training loss (not the dev loss) runs in bf16."""
+"""Mixed precision: which dtype a run picks, that the trainer's loss runs in bf16, frozen weights stored in bf16."""
 
 import pytest
 import torch
@@ -22,9 +22,9 @@ def test_resolve(monkeypatch, amx):
 
 
 @pytest.mark.parametrize("bf16", [True, False])
-def test_trainer_autocasts_training_loss_only(tiny_llama, sample_path, tmp_path, bf16):
+def test_trainer_autocasts_the_loss(tiny_llama, sample_path, tmp_path, bf16):
     """The target-only loss calls the decoder apart from model.forward, which accelerate wraps: the
-    trainer must autocast it itself. The dev loss stays fp32 either way."""
+    trainer must autocast it itself, for training and for the dev loss."""
     from transformers import TrainingArguments
 
     from tunelab.train.trainer import SFTTrainer
@@ -41,6 +41,32 @@ def test_trainer_autocasts_training_loss_only(tiny_llama, sample_path, tmp_path,
     assert seen == [torch.bfloat16 if bf16 else torch.float32] and loss.dtype == torch.float32
     model.eval()
     trainer.prediction_step(model, batch, prediction_loss_only=True)
-    assert seen[-1] == torch.float32
+    assert seen[-1] == (torch.bfloat16 if bf16 else torch.float32)
     grads = [p.grad for n, p in model.named_parameters() if "lora_" in n]
     assert grads and all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
+
+
+def test_frozen_linears_in_bf16_give_the_same_step(tiny_llama, sample_path):
+    """Autocast casts each frozen fp32 weight to bf16 per matmul; storing them in bf16 once gives the
+    matmuls the same operands: same loss and LoRA gradients, exactly."""
+    from tunelab.train.loss import lm_loss
+    from tunelab.train.precision import store_frozen_linears
+
+    def step(store: bool):
+        model, batch = batch_and_model(tiny_llama, sample_path)
+        n = store_frozen_linears(model, torch.bfloat16) if store else 0
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss, _ = lm_loss(model, batch)
+        loss.backward()
+        return model, n, loss, {k: p.grad for k, p in model.named_parameters() if p.requires_grad}
+
+    plain, _, loss0, grads0 = step(False)
+    stored, n, loss1, grads1 = step(True)
+    layers = stored.get_base_model().model.layers
+    assert n == 2 * 7  # every q,k,v,o,gate,up,down of both layers (LoRA's base layers included)
+    assert layers[0].self_attn.q_proj.base_layer.weight.dtype == torch.bfloat16
+    assert layers[0].self_attn.q_proj.lora_A["default"].weight.dtype == torch.float32  # trained: fp32
+    assert layers[0].input_layernorm.weight.dtype == torch.float32
+    assert stored.get_base_model().lm_head.weight.dtype == torch.float32
+    assert torch.equal(loss0, loss1)
+    assert grads0.keys() == grads1.keys() and all(torch.equal(grads0[k], grads1[k]) for k in grads0)

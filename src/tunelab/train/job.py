@@ -25,7 +25,7 @@ from tunelab.evaluate.job import DECODERS
 from tunelab.train.callbacks import MetricsLog, ProgressBar, TimeBudget, peak_rss_mb
 from tunelab.train.loss import is_prompt_learning
 from tunelab.train.plot import plot_loss
-from tunelab.train.precision import resolve_mixed_precision
+from tunelab.train.precision import resolve_mixed_precision, store_frozen_linears
 from tunelab.train.trainer import SFTTrainer, TokenMeter, compile_layers
 from tunelab.utils.errors import ConfigError
 from tunelab.utils.io import write_json
@@ -137,6 +137,9 @@ def train(cfg: Config | dict | str) -> dict:
     if cfg.data.packing and is_prompt_learning(model):
         raise ConfigError(f"data.packing=true does not work with method {cfg.method.name}: its virtual tokens "
                           "would be shared by the packed conversations; set data.packing=false")
+    # bf16 autocast on a CPU: frozen linear weights stored in bf16 once, not cast every step
+    stored_bf16 = store_frozen_linears(model, torch.bfloat16) if (
+        precision == "bf16" and device == "cpu" and method.adapter) else 0
     if cfg.train.compile:
         compile_layers(model)
     params = parameter_report(model)
@@ -144,7 +147,8 @@ def train(cfg: Config | dict | str) -> dict:
              f"{params['total_params']:,} parameters ({params['trainable_percent']}%)")
     args = _training_args(cfg, device, dev_rows is not None,
                           method.train_overrides(device) if method.train_overrides else {}, precision)
-    log.info(f"mixed precision: {precision} ({cfg.train.mixed_precision} on {device})")
+    log.info(f"mixed precision: {precision} ({cfg.train.mixed_precision} on {device})"
+             + (f"; {stored_bf16} frozen linear layers stored in bf16" if stored_bf16 else ""))
 
     # 2. run dir and trainer
     run_dir = _prepare_run_dir(cfg)
@@ -177,7 +181,7 @@ def train(cfg: Config | dict | str) -> dict:
         "base_model": cfg.model.name_or_path, "model_dir": str(model_dir), "method": cfg.method.name,
         "adapter": method.adapter, "template": template.name, "system_prompt": cfg.data.system_prompt, **params,
         "tool_results": cfg.data.tool_results, "packing": cfg.data.packing, "threads": torch.get_num_threads(),
-        "mixed_precision": precision,
+        "mixed_precision": precision, "frozen_linears_bf16": stored_bf16,
         "steps": trainer.state.global_step, "train_loss": result.training_loss,
         "dev_loss": dev_loss, "train_time_s": round(train_s, 1),
         "tokens_per_s": round(meter.tokens / max(train_s, 1e-9), 1), "tokens": meter.tokens,
@@ -186,9 +190,11 @@ def train(cfg: Config | dict | str) -> dict:
     }
     if cfg.eval.dev_items and cfg.data.dev_file:  # task metrics on a dev subset, beside the dev loss
         from tunelab.evaluate.job import evaluate
-        from tunelab.infer.engine import ChatEngine
+        from tunelab.infer.engine import ChatEngine, load_engine
 
-        engine = ChatEngine(model, tokenizer, template, cfg.data.system_prompt)  # the trained model, in memory
+        # the trained model in memory, unless its frozen weights are bf16 (then from disk, as evaluate will)
+        engine = load_engine(run_dir) if stored_bf16 else ChatEngine(model, tokenizer, template,
+                                                                      cfg.data.system_prompt)
         summary["dev_metrics"] = evaluate(run_dir, cfg.data.dev_file, limit=cfg.eval.dev_items,
                                           batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens,
                                           db=cfg.data.db or None, engine=engine, decode=cfg.eval.decode)

@@ -36,3 +36,26 @@ def resolve_mixed_precision(name: str, device: str, weight_dtype: str) -> str:
 
         return "bf16" if torch.cuda.is_bf16_supported() else "no"
     return "bf16" if cpu_has_bf16_matmul() else "no"
+
+
+def store_frozen_linears(model, dtype) -> int:
+    """Keep the decoder's frozen linear weights in `dtype` (bf16) for a bf16-autocast run on the CPU.
+
+    Autocast would cast each of them to bf16 in every forward pass anyway (frozen weights are not in its
+    cache) and keep the copy for the backward pass: storing them in bf16 once gives the matmuls the very
+    same operands, skips that copy each step and halves their memory. Trainable weights (LoRA factors,
+    norms), embeddings and the LM head stay fp32. The model then needs autocast to run (fp32 inputs
+    meet bf16 weights), so only the trainer uses it; evaluation reloads the run from disk.
+    Returns the number of linear layers stored in `dtype`.
+    """
+    import torch
+
+    from tunelab.train.loss import causal_lm
+
+    n = 0
+    for m in causal_lm(model).get_decoder().modules():
+        frozen = not any(p.requires_grad for p in m.parameters(recurse=False))
+        if type(m) is torch.nn.Linear and frozen and m.weight.dtype == torch.float32:
+            m.to(dtype)
+            n += 1
+    return n

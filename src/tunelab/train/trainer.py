@@ -77,8 +77,8 @@ class SFTTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         # Accelerate's autocast wraps only model.forward, which the target-only loss goes around
-        # (decoder and LM head called apart): so the training forward gets its own autocast here.
-        with self._autocast(model):
+        # (decoder and LM head called apart): so the loss gets its own autocast here (dev loss too).
+        with self._autocast():
             loss, n_targets = lm_loss(model, inputs, num_items_in_batch, self.target_only)
         if model.training:
             mask = inputs.get("attention_mask")
@@ -86,12 +86,12 @@ class SFTTrainer(Trainer):
             self.meter.targets += n_targets
         return (loss, None) if return_outputs else loss
 
-    def _autocast(self, model):
+    def _autocast(self):
         import contextlib
 
         import torch
 
-        if not (self.args.bf16 and model.training):  # dev loss stays fp32: the comparable figure
+        if not self.args.bf16:
             return contextlib.nullcontext()
         return torch.autocast(self.args.device.type, dtype=torch.bfloat16)
 
@@ -99,6 +99,6 @@ class SFTTrainer(Trainer):
         import torch
 
         inputs = self._prepare_inputs(inputs)
-        with torch.no_grad():
+        with torch.no_grad(), self._autocast():
             loss, _ = lm_loss(model, inputs, None, self.target_only)
         return loss.detach(), None, None
