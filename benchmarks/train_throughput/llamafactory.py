@@ -251,8 +251,8 @@ def run_llamafactory(data_file: Path, model_dir: Path, work: Path, *, system_pro
                      python_path: str | None = None, bf16: bool = False, cpu: bool | None = None) -> dict:
     """Train with LF and return its figures. By default LF runs on the CPU in fp32 from its own venv;
     `python` (+ `python_path`) names an interpreter that already has LF importable instead (the GPU
-    machine, where nothing can be installed), and `bf16` trains in bf16 (on a CPU: bf16 autocast, as
-    the HF Trainer does with use_cpu). `cpu` hides any GPU; default: hidden unless bf16."""
+    machine, where nothing can be installed), and `bf16` is LF's `bf16: true` (it loads the model in bf16,
+    its compute dtype, and the HF Trainer runs with bf16). `cpu` hides any GPU; default: hidden unless bf16."""
     data_file, model_dir, work = Path(data_file).resolve(), Path(model_dir).resolve(), Path(work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     data_dir, out_dir = work / "data", work / "lf-out"

@@ -248,10 +248,13 @@ def main() -> None:
     import torch
 
     ceiling = matmul_ceiling()
-    ceiling_bf16 = matmul_ceiling("bfloat16")
+    from tunelab.train.precision import cpu_has_bf16_matmul
+
+    # without AMX a bf16 matmul crawls (minutes for these shapes), and tunelab stays fp32 there anyway
+    ceiling_bf16 = matmul_ceiling("bfloat16") if cpu_has_bf16_matmul() else float("nan")
     flops, tokens, targets = necessary_flops(train, model_dir)
     print(f"{args.n} dialogs, {tokens} tokens ({targets} targets) in tunelab's rendering; "
-          f"necessary {sum(flops) / 1e12:.2f} TFLOP; fp32 matmul ceiling {ceiling:.1f} GFLOP/s, bf16 {ceiling_bf16:.1f}, "
+          f"necessary {sum(flops) / 1e12:.2f} TFLOP; fp32 matmul ceiling {ceiling:.1f} GFLOP/s, bf16 {ceiling_bf16:.1f} (nan: no AMX, not measured), "
           f"{torch.get_num_threads()} threads",
           flush=True)
 
@@ -321,7 +324,7 @@ def write(cmd, args, rows, best, settings, losses, ceilings, flops, tokens, targ
         f"Same {args.n} synthesized hotel dialogs ({tokens} tokens, {targets} targets in tunelab's table rendering), "
         f"SmolLM2-135M-Instruct (fp32 weights), LoRA r8 on q_proj,v_proj, lr {LR}, one epoch, batch 1 unless said, "
         f"{torch.get_num_threads()} CPU threads. fp32 matmul ceiling measured in this run: **{ceiling:.1f} GFLOP/s** "
-        f"(bf16: {ceiling_bf16:.1f}; MFU is over the fp32 ceiling for every row, so bf16 rows can pass 100%); "
+        f"(bf16: {ceiling_bf16:.1f}, nan where the CPU has no AMX; MFU is over the fp32 ceiling for every row, so bf16 rows can pass 100%); "
         f"necessary work {sum(flops) / 1e12:.3f} TFLOP (formula in run.py). Ladder rows add one lever each; a lever is "
         "kept (✓) only if it made training faster. Rows in parentheses are measured aside on the kept configuration.",
         "",
