@@ -221,3 +221,23 @@ def test_eval_decode_batch_at_the_end_of_training(tiny_llama, sample_path, tmp_p
     c["eval"] = {"dev_items": 2, "max_new_tokens": 4, "decode": "batch"}
     metrics = train(c)["dev_metrics"]
     assert metrics["n_items"] == 2 and "draft_tokens" not in metrics  # the dialog path reports its drafts
+
+
+def test_activation_budget_and_padding_reach_the_run(tiny_llama, sample_path, tmp_path):
+    """A 1 MB activation budget on this data checkpoints some batches' layers; the run records it and the
+    bucket size; asking for both full checkpointing and a budget, or a negative size, is an error."""
+    from tunelab.utils.errors import ConfigError
+
+    c = cfg(tiny_llama, sample_path, tmp_path / "budget", max_steps=3, activation_memory_mb=1)
+    c["data"]["pad_to_multiple_of"] = 32
+    summary = train(c)
+    b = summary["activation_budget"]
+    assert summary["pad_to_multiple_of"] == 32 and b["budget_mb"] == 1 and b["layers"] == 2
+    assert b["batches"] == 3 and b["batches_checkpointed"] >= 1 and b["kb_per_token_layer"] > 0
+    with pytest.raises(ConfigError, match="set one of them"):
+        train(cfg(tiny_llama, sample_path, tmp_path / "both", gradient_checkpointing=True, activation_memory_mb=1))
+    bad = cfg(tiny_llama, sample_path, tmp_path / "neg")
+    bad["data"]["pad_to_multiple_of"] = -8
+    with pytest.raises(ConfigError, match="data.pad_to_multiple_of is -8; it must be 0"):
+        train(bad)
+    assert not (tmp_path / "both").exists() and not (tmp_path / "neg").exists()

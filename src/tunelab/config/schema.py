@@ -45,6 +45,9 @@ class DataConfig:
                             "line and one line per record: fewest tokens, same facts) or json (json.dumps)")
     packing: bool = opt(False, "pack each batch's conversations into one row (position ids restart per "
                         "conversation, attention kept apart): no padding at all")
+    pad_to_multiple_of: int = opt(
+        0, "pad each batch's length up to a multiple of this (0: auto: 64 under bf16, whose CPU/GPU kernels are "
+        "built and cached per shape, 1 otherwise); pads are never attended to or supervised")
     dev_max_samples: int = opt(64, "dev-loss conversations at most (0: all); dev loss is forward-only but not free")
     cache: bool = opt(True, "reuse tokenized data keyed by (file bytes, tokenizer, template, max_length); "
                       "`tunelab train --no-cache` forces tokenization")
@@ -84,7 +87,10 @@ class TrainConfig:
     per_device_train_batch_size: int = opt(1, "sequences per step per device")
     per_device_eval_batch_size: int = opt(1, "sequences per dev-loss batch")
     gradient_accumulation_steps: int = opt(1, "micro-batches per optimizer step")
-    gradient_checkpointing: bool = opt(False, "recompute activations to save memory (slower)")
+    gradient_checkpointing: bool = opt(False, "recompute every layer's activations to save memory (slower)")
+    activation_memory_mb: int = opt(
+        0, "cap on the activations a batch keeps for the backward pass (0: no cap, fastest): a batch over it "
+        "checkpoints just enough decoder layers to fit, shorter ones none (train/memory.py)")
     target_only_logits: bool = opt(True, "run the LM head only where a label is supervised (same loss, faster)")
     mixed_precision: str = opt(
         "auto", "bf16 autocast (fp32 weights and optimizer, bf16 matmuls and attention) or no; auto: bf16 on "

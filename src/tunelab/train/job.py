@@ -24,6 +24,7 @@ from tunelab.models.attention import packed_attention
 from tunelab.evaluate.job import DECODERS
 from tunelab.train.callbacks import MetricsLog, ProgressBar, TimeBudget, peak_rss_mb
 from tunelab.train.loss import is_prompt_learning
+from tunelab.train.memory import ActivationBudget
 from tunelab.train.plot import plot_loss
 from tunelab.train.precision import resolve_mixed_precision, store_frozen_linears
 from tunelab.train.trainer import SFTTrainer, TokenMeter, compile_layers
@@ -112,6 +113,10 @@ def train(cfg: Config | dict | str) -> dict:
         torch.set_num_threads(cfg.train.threads)
     if not cfg.data.train_file:
         raise ConfigError("data.train_file is empty; set it in the config or with --data.train_file=PATH")
+    for key in ("data.pad_to_multiple_of", "train.activation_memory_mb"):
+        section, name = key.split(".")
+        if getattr(getattr(cfg, section), name) < 0:
+            raise ConfigError(f"{key} is {getattr(getattr(cfg, section), name)}; it must be 0 (auto/off) or positive")
     precision = resolve_mixed_precision(cfg.train.mixed_precision, device, cfg.model.dtype)
     if cfg.eval.decode not in DECODERS:
         raise ConfigError(f"eval.decode '{cfg.eval.decode}' is unknown; valid: {', '.join(DECODERS)}")
@@ -140,6 +145,17 @@ def train(cfg: Config | dict | str) -> dict:
     # bf16 autocast on a CPU: frozen linear weights stored in bf16 once, not cast every step
     stored_bf16 = store_frozen_linears(model, torch.bfloat16) if (
         precision == "bf16" and device == "cpu" and method.adapter) else 0
+    if cfg.train.gradient_checkpointing and cfg.train.activation_memory_mb:
+        raise ConfigError("train.gradient_checkpointing=true checkpoints every layer; train.activation_memory_mb "
+                          "checkpoints only what a batch needs: set one of them")
+    budget = None
+    if cfg.train.activation_memory_mb:  # measured on the model as it trains: method, dtype, autocast
+        autocast = (lambda: torch.autocast(device, dtype=torch.bfloat16)) if precision == "bf16" else None
+        budget = ActivationBudget.for_model(model, cfg.train.activation_memory_mb,
+                                            autocast or contextlib.nullcontext)
+        log.info(f"activation budget {cfg.train.activation_memory_mb} MB: "
+                 f"{budget.per_token_layer / 1024:.1f} KB kept per token per layer; batches over "
+                 f"{budget.budget_bytes / budget.per_token_layer / len(budget.layers):.0f} tokens checkpoint layers")
     if cfg.train.compile:
         compile_layers(model)
     params = parameter_report(model)
@@ -154,12 +170,14 @@ def train(cfg: Config | dict | str) -> dict:
     run_dir = _prepare_run_dir(cfg)
     save_config(cfg, run_dir / "config.yaml")
     meter = TokenMeter()
-    budget = TimeBudget(cfg.train.time_budget_minutes * 60, meter)
+    clock = TimeBudget(cfg.train.time_budget_minutes * 60, meter)
+    # bf16 kernels (oneDNN on a CPU) are built and cached per shape: bucketed lengths reuse them
+    pad_multiple = cfg.data.pad_to_multiple_of or (64 if precision == "bf16" else 1)
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=train_rows, eval_dataset=dev_rows,
-        data_collator=PackCollator() if cfg.data.packing else PadCollator(tokenizer.pad_token_id),
-        meter=meter, time_budget_s=budget.budget_s, target_only=cfg.train.target_only_logits,
-        callbacks=[ProgressBar(meter, budget.budget_s), MetricsLog(run_dir / "metrics.jsonl", meter), budget,
+        data_collator=PackCollator() if cfg.data.packing else PadCollator(tokenizer.pad_token_id, pad_multiple),
+        meter=meter, time_budget_s=clock.budget_s, activation_budget=budget, target_only=cfg.train.target_only_logits,
+        callbacks=[ProgressBar(meter, clock.budget_s), MetricsLog(run_dir / "metrics.jsonl", meter), clock,
                    *(method.callbacks(model) if method.callbacks else [])],
     )
     trainer.remove_callback(PrinterCallback)  # our progress bar and metrics.jsonl replace its prints
@@ -185,7 +203,8 @@ def train(cfg: Config | dict | str) -> dict:
         "steps": trainer.state.global_step, "train_loss": result.training_loss,
         "dev_loss": dev_loss, "train_time_s": round(train_s, 1),
         "tokens_per_s": round(meter.tokens / max(train_s, 1e-9), 1), "tokens": meter.tokens,
-        "peak_rss_mb": round(peak_rss_mb(), 1), "stopped_by_time_budget": budget.hit,
+        "peak_rss_mb": round(peak_rss_mb(), 1), "stopped_by_time_budget": clock.hit,
+        "pad_to_multiple_of": pad_multiple, "activation_budget": budget.summary() if budget else None,
         "train_data": train_stats.__dict__, "device": device,
     }
     if cfg.eval.dev_items and cfg.data.dev_file:  # task metrics on a dev subset, beside the dev loss

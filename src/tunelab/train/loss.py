@@ -35,6 +35,11 @@ def supports_target_only(model) -> bool:
     return hasattr(lm, "get_decoder") and lm.get_output_embeddings() is not None
 
 
+def right_padded(mask: torch.Tensor) -> bool:
+    """True when every row of the attention mask is ones then zeros (real tokens first, pads after)."""
+    return bool((mask[:, :-1] >= mask[:, 1:]).all()) and bool(mask[:, 0].all())
+
+
 def lm_loss(model, batch: dict, num_items: int | torch.Tensor | None = None, target_only: bool = True):
     """Summed token cross-entropy divided by `num_items` (default: this batch's target count).
 
@@ -61,6 +66,10 @@ def lm_loss(model, batch: dict, num_items: int | torch.Tensor | None = None, tar
         logits = out.logits[:, -labels.shape[1]:][:, :-1].float()
         return _ce(logits[keep], shift_labels[keep], token_w) / denom, n_targets
     lm = causal_lm(model)
+    if "attention_mask" in inputs and right_padded(inputs["attention_mask"]):
+        # causal attention: a real token never sees the pads after it, so the mask changes nothing they
+        # compute, and without one attention takes the fused causal kernel instead of a built mask
+        del inputs["attention_mask"]
     hidden = lm.get_decoder()(**inputs, use_cache=False).last_hidden_state
     logits = lm.get_output_embeddings()(hidden[:, :-1][keep]).float()
     cap = getattr(lm.config, "final_logit_softcapping", None)

@@ -14,9 +14,17 @@ def compile_layers(model) -> int:
     """torch.compile every decoder layer in place (state-dict keys unchanged, so saving is as usual).
 
     Fuses the elementwise work around the matmuls (norms, rotary embedding, activations), which on a CPU
-    is a large share of a small model's step. Shapes vary with each batch, hence dynamic=True.
-    Returns the number of layers compiled.
+    is a large share of a small model's step, and keeps fewer activations (cheap ones are recomputed).
+    Shapes vary with each batch, hence dynamic=True. Compiled kernels go to tunelab's cache directory
+    (not torch's default under /tmp, wiped at reboot), so a later run of the same model and method
+    loads them instead of compiling: 11 s less of a 12-dialog run here (benchmarks/results/
+    train_throughput_n12.md, cold and warm rows). Returns the number of layers compiled.
     """
+    import os
+
+    from tunelab.utils.paths import cache_dir
+
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
     decoder = causal_lm(model).get_decoder()
     layers = getattr(decoder, "layers", [])
     for layer in layers:
@@ -43,8 +51,9 @@ class SFTTrainer(Trainer):
     loss_is_scaled_for_ga = True
 
     def __init__(self, *args, meter: TokenMeter | None = None, target_only: bool = True,
-                 time_budget_s: float = 0.0, **kw):
+                 time_budget_s: float = 0.0, activation_budget=None, **kw):
         super().__init__(*args, **kw)
+        self.activation_budget = activation_budget  # train/memory.py: which layers checkpoint, per batch
         self.meter = meter or TokenMeter()
         self.time_budget_s = time_budget_s
         self.target_only = target_only
@@ -78,6 +87,8 @@ class SFTTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         # Accelerate's autocast wraps only model.forward, which the target-only loss goes around
         # (decoder and LM head called apart): so the loss gets its own autocast here (dev loss too).
+        if model.training and self.activation_budget is not None:
+            self.activation_budget.fit(inputs["input_ids"].numel())
         with self._autocast():
             loss, n_targets = lm_loss(model, inputs, num_items_in_batch, self.target_only)
         if model.training:
