@@ -14,7 +14,7 @@ one epoch, seed 0), the same N synthesized dialogs:
 4. dev loss of the trained adapters on held-out dialogs (same loss: mean over target tokens, each
    adapter under the rendering it was trained with), against the untrained model's;
 5. generation speed of the kept run on the dev dialogs' items (`tunelab evaluate`, both decoders);
-6. prints the table and writes benchmarks/results/train_throughput.md and .json.
+6. prints the table and writes benchmarks/results/NAME.md and .json (--out NAME, default train_throughput).
 
 dialogs/s = dialogs / Trainer train seconds (model loading and tokenization excluded for every system).
 MFU = the necessary FLOPs of these dialogs (below) / (train seconds x measured ceiling); the numerator is

@@ -117,6 +117,9 @@ def train(cfg: Config | dict | str) -> dict:
         section, name = key.split(".")
         if getattr(getattr(cfg, section), name) < 0:
             raise ConfigError(f"{key} is {getattr(getattr(cfg, section), name)}; it must be 0 (auto/off) or positive")
+    if cfg.train.gradient_checkpointing and cfg.train.activation_memory_mb:
+        raise ConfigError("train.gradient_checkpointing=true checkpoints every layer; train.activation_memory_mb "
+                          "checkpoints only what a batch needs: set one of them")
     precision = resolve_mixed_precision(cfg.train.mixed_precision, device, cfg.model.dtype)
     if cfg.eval.decode not in DECODERS:
         raise ConfigError(f"eval.decode '{cfg.eval.decode}' is unknown; valid: {', '.join(DECODERS)}")
@@ -145,9 +148,6 @@ def train(cfg: Config | dict | str) -> dict:
     # bf16 autocast on a CPU: frozen linear weights stored in bf16 once, not cast every step
     stored_bf16 = store_frozen_linears(model, torch.bfloat16) if (
         precision == "bf16" and device == "cpu" and method.adapter) else 0
-    if cfg.train.gradient_checkpointing and cfg.train.activation_memory_mb:
-        raise ConfigError("train.gradient_checkpointing=true checkpoints every layer; train.activation_memory_mb "
-                          "checkpoints only what a batch needs: set one of them")
     budget = None
     if cfg.train.activation_memory_mb:  # measured on the model as it trains: method, dtype, autocast
         autocast = (lambda: torch.autocast(device, dtype=torch.bfloat16)) if precision == "bf16" else None

@@ -77,7 +77,7 @@ class ActivationBudget:
         per_token = saved_bytes_per_token(model, autocast)
         lm = causal_lm(model)
         hidden = lm.config.get_text_config().hidden_size
-        kept = hidden * next(lm.parameters()).element_size()
+        kept = hidden * lm.get_input_embeddings().weight.element_size()  # a checkpointed layer keeps its input
         enable = getattr(lm, "activation_checkpointing_enable", None)  # transformers >= 5.2x; older name below
         if enable is not None:
             enable({"use_reentrant": False})

@@ -2,7 +2,7 @@
 
 bf16 autocast keeps fp32 weights, optimizer state and residual stream, and runs the matmuls and
 attention in bf16. On a CPU it pays only where the matmuls have bf16 hardware: with Intel AMX tiles
-a bf16 matmul ran at 2626 GFLOP/s against 421 for fp32 (2 cores, measured by
+a bf16 matmul ran at 2521 GFLOP/s against 372 for fp32 (2 cores, measured by
 benchmarks/train_throughput/run.py; results/train_throughput_n12.md); on an AVX2-only CPU bf16 matmul
 is over 100x slower than fp32, so `auto` keeps fp32 there.
 """

@@ -17,8 +17,8 @@ def compile_layers(model) -> int:
     is a large share of a small model's step, and keeps fewer activations (cheap ones are recomputed).
     Shapes vary with each batch, hence dynamic=True. Compiled kernels go to tunelab's cache directory
     (not torch's default under /tmp, wiped at reboot), so a later run of the same model and method
-    loads them instead of compiling: 11 s less of a 12-dialog run here (benchmarks/results/
-    train_throughput_n12.md, cold and warm rows). Returns the number of layers compiled.
+    loads them instead of compiling: 41.2 s against 21.6 s for a 12-dialog run here (benchmarks/
+    results/train_throughput_n12.md, first-run and later-run compile rows). Returns the number of layers compiled.
     """
     import os
 
