@@ -26,7 +26,7 @@ from tunelab.train.callbacks import MetricsLog, ProgressBar, TimeBudget, peak_rs
 from tunelab.train.loss import is_prompt_learning
 from tunelab.train.memory import ActivationBudget
 from tunelab.train.plot import plot_loss
-from tunelab.train.precision import resolve_mixed_precision, store_frozen_linears
+from tunelab.train.precision import autocast, resolve_mixed_precision, store_frozen_linears
 from tunelab.train.trainer import SFTTrainer, TokenMeter, compile_layers
 from tunelab.utils.errors import ConfigError
 from tunelab.utils.io import write_json
@@ -113,10 +113,10 @@ def train(cfg: Config | dict | str) -> dict:
         torch.set_num_threads(cfg.train.threads)
     if not cfg.data.train_file:
         raise ConfigError("data.train_file is empty; set it in the config or with --data.train_file=PATH")
-    for key in ("data.pad_to_multiple_of", "train.activation_memory_mb"):
-        section, name = key.split(".")
-        if getattr(getattr(cfg, section), name) < 0:
-            raise ConfigError(f"{key} is {getattr(getattr(cfg, section), name)}; it must be 0 (auto/off) or positive")
+    for key, value in [("data.pad_to_multiple_of", cfg.data.pad_to_multiple_of),
+                       ("train.activation_memory_mb", cfg.train.activation_memory_mb)]:
+        if value < 0:
+            raise ConfigError(f"{key} is {value}; it must be 0 (auto/off) or positive")
     if cfg.train.gradient_checkpointing and cfg.train.activation_memory_mb:
         raise ConfigError("train.gradient_checkpointing=true checkpoints every layer; train.activation_memory_mb "
                           "checkpoints only what a batch needs: set one of them")
@@ -150,9 +150,8 @@ def train(cfg: Config | dict | str) -> dict:
         precision == "bf16" and device == "cpu" and method.adapter) else 0
     budget = None
     if cfg.train.activation_memory_mb:  # measured on the model as it trains: method, dtype, autocast
-        autocast = (lambda: torch.autocast(device, dtype=torch.bfloat16)) if precision == "bf16" else None
         budget = ActivationBudget.for_model(model, cfg.train.activation_memory_mb,
-                                            autocast or contextlib.nullcontext)
+                                            lambda: autocast(precision, device))
         log.info(f"activation budget {cfg.train.activation_memory_mb} MB: "
                  f"{budget.per_token_layer / 1024:.1f} KB kept per token per layer; batches over "
                  f"{budget.budget_bytes / budget.per_token_layer / len(budget.layers):.0f} tokens checkpoint layers")

@@ -22,6 +22,11 @@ def causal_lm(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
+def decoder_layers(model) -> list:
+    """The decoder's layers (empty for a model without a `layers` list)."""
+    return list(getattr(causal_lm(model).get_decoder(), "layers", []))
+
+
 def is_prompt_learning(model) -> bool:
     """True for prompt/p/prefix tuning: the peft wrapper prepends virtual tokens inside its forward."""
     return getattr(getattr(model, "peft_config", {}).get("default", None), "is_prompt_learning", False)

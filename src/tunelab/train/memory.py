@@ -16,13 +16,9 @@ import contextlib
 import math
 from dataclasses import dataclass
 
-from tunelab.train.loss import causal_lm
+from tunelab.train.loss import causal_lm, decoder_layers
 
 PROBE_TOKENS = 64
-
-
-def _layers(model) -> list:
-    return list(getattr(causal_lm(model).get_decoder(), "layers", []))
 
 
 def saved_bytes_per_token(model, autocast=contextlib.nullcontext) -> float:
@@ -33,7 +29,7 @@ def saved_bytes_per_token(model, autocast=contextlib.nullcontext) -> float:
     """
     import torch
 
-    layers = _layers(model)
+    layers = decoder_layers(model)
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     seen: dict[int, int] = {}
 
@@ -68,7 +64,7 @@ class ActivationBudget:
     @classmethod
     def for_model(cls, model, budget_mb: float, autocast=contextlib.nullcontext) -> "ActivationBudget":
         """Measure `model`, enable transformers' per-layer checkpointing, start with none of it on."""
-        layers = _layers(model)
+        layers = decoder_layers(model)
         if not layers or not hasattr(layers[0], "gradient_checkpointing"):
             from tunelab.utils.errors import ConfigError
 
@@ -83,9 +79,9 @@ class ActivationBudget:
             enable({"use_reentrant": False})
         else:
             lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        budget = cls(budget_mb * 2**20, per_token, kept, layers)
-        budget.fit(0)
-        return budget
+        for layer in layers:  # enabled on all; fit() turns it on per batch
+            layer.gradient_checkpointing = False
+        return cls(budget_mb * 2**20, per_token, kept, layers)
 
     def layers_for(self, tokens: int) -> int:
         """How many layers a batch of `tokens` (padding included) must checkpoint to fit the budget."""
@@ -100,10 +96,9 @@ class ActivationBudget:
         k = self.layers_for(tokens)
         for i, layer in enumerate(self.layers):
             layer.gradient_checkpointing = i < k
-        if tokens:
-            self.steps += 1
-            self.steps_checkpointed += k > 0
-            self.layers_checkpointed += k
+        self.steps += 1
+        self.steps_checkpointed += k > 0
+        self.layers_checkpointed += k
         return k
 
     def summary(self) -> dict:

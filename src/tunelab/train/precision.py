@@ -39,6 +39,17 @@ def resolve_mixed_precision(name: str, device: str, weight_dtype: str) -> str:
     return "bf16" if cpu_has_bf16_matmul() else "no"
 
 
+def autocast(precision: str, device: str):
+    """The autocast context a run with `precision` ('bf16' or 'no') computes in on `device`."""
+    import contextlib
+
+    import torch
+
+    if precision != "bf16":
+        return contextlib.nullcontext()
+    return torch.autocast(device, dtype=torch.bfloat16)
+
+
 def store_frozen_linears(model, dtype) -> int:
     """Keep the decoder's frozen linear weights in `dtype` (bf16) for a bf16-autocast run on the CPU.
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 from transformers import Trainer
 
-from tunelab.train.loss import causal_lm, lm_loss
+from tunelab.train.loss import decoder_layers, lm_loss
+from tunelab.train.precision import autocast
 
 
 def compile_layers(model) -> int:
@@ -25,8 +26,7 @@ def compile_layers(model) -> int:
     from tunelab.utils.paths import cache_dir
 
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
-    decoder = causal_lm(model).get_decoder()
-    layers = getattr(decoder, "layers", [])
+    layers = decoder_layers(model)
     for layer in layers:
         layer.compile(dynamic=True)
     return len(layers)
@@ -98,13 +98,7 @@ class SFTTrainer(Trainer):
         return (loss, None) if return_outputs else loss
 
     def _autocast(self):
-        import contextlib
-
-        import torch
-
-        if not self.args.bf16:
-            return contextlib.nullcontext()
-        return torch.autocast(self.args.device.type, dtype=torch.bfloat16)
+        return autocast("bf16" if self.args.bf16 else "no", self.args.device.type)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         import torch
