@@ -238,6 +238,6 @@ def test_activation_budget_and_padding_reach_the_run(tiny_llama, sample_path, tm
         train(cfg(tiny_llama, sample_path, tmp_path / "both", gradient_checkpointing=True, activation_memory_mb=1))
     bad = cfg(tiny_llama, sample_path, tmp_path / "neg")
     bad["data"]["pad_to_multiple_of"] = -8
-    with pytest.raises(ConfigError, match="data.pad_to_multiple_of is -8; it must be 0"):
+    with pytest.raises(ConfigError, match="data.pad_to_multiple_of: -8 is out of range; valid: >= 0"):
         train(bad)
     assert not (tmp_path / "both").exists() and not (tmp_path / "neg").exists()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from tunelab.cli.args import COUNT, POSITIVE, number
+
 
 def add_data_parser(sub) -> None:
     d = sub.add_parser("data", help="prepare data: validate, clean, balance, split, convert, stats")
@@ -13,8 +15,8 @@ def add_data_parser(sub) -> None:
     v = ds.add_parser("validate", help="check every row; list each bad row (file:line, reason); exit 1 if any")
     v.add_argument("file")
     v.add_argument("--format", default="auto", help="auto, hotel, turns, messages, alpaca or prompt_completion")
-    v.add_argument("--max-chars", type=int, default=20000, help="rows with more characters of text are oversize")
-    v.add_argument("--max-tokens", type=int, default=0, help="rows with more tokens are oversize (needs --model)")
+    v.add_argument("--max-chars", type=POSITIVE, default=20000, help="rows with more characters of text are oversize")
+    v.add_argument("--max-tokens", type=COUNT, default=0, help="rows with more tokens are oversize (needs --model)")
     v.add_argument("--model", default=None, help="preset or model dir whose tokenizer counts tokens")
     v.add_argument("--template", default="auto")
     v.set_defaults(fn=cmd_validate)
@@ -23,8 +25,8 @@ def add_data_parser(sub) -> None:
     c.add_argument("inp", metavar="IN")
     c.add_argument("out", metavar="OUT", help="same row format; dropped rows go to OUT.dropped.jsonl")
     c.add_argument("--format", default="auto")
-    c.add_argument("--min-chars", type=int, default=2, help="turns shorter than this are dropped")
-    c.add_argument("--near", type=float, default=0.9, help="near-duplicate Jaccard threshold (0: off)")
+    c.add_argument("--min-chars", type=COUNT, default=2, help="turns shorter than this are dropped")
+    c.add_argument("--near", type=number(float, ge=0, le=1), default=0.9, help="near-duplicate Jaccard threshold (0: off)")
     c.add_argument("--drop-regex", action="append", default=[], metavar="R", help="drop rows matching R (repeatable)")
     c.add_argument("--drop-keywords-file", default=None, metavar="F", help="drop rows containing any line of F")
     c.add_argument("--unicode", default="NFKC", choices=["NFKC", "NFC", "none"], help="unicode normal form")
@@ -46,7 +48,7 @@ def add_data_parser(sub) -> None:
     s.add_argument("--stratify", default=None, metavar="FIELD")
     s.add_argument("--group", default=None, metavar="FIELD", help="rows sharing it stay in one split")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--kfold", type=int, default=0, metavar="K", help="write fold_0..K-1/{train,dev}.jsonl")
+    s.add_argument("--kfold", type=COUNT, default=0, metavar="K", help="write fold_0..K-1/{train,dev}.jsonl")
     s.set_defaults(fn=cmd_split)
 
     v2 = ds.add_parser("convert", help="to messages, hotel, alpaca or text-label (from JSONL/JSON/CSV/datasets)")
@@ -64,7 +66,7 @@ def add_data_parser(sub) -> None:
     t.add_argument("--model", default=None, help="preset or model dir (default: count characters)")
     t.add_argument("--template", default="auto")
     t.add_argument("--system-prompt", default="")
-    t.add_argument("--max-length", type=int, default=0)
+    t.add_argument("--max-length", type=COUNT, default=0)
     t.add_argument("--format", default="auto")
     t.add_argument("--png", default=None, metavar="OUT.png", help="write a length histogram")
     t.set_defaults(fn=cmd_stats)
@@ -134,7 +136,10 @@ def cmd_convert(args: argparse.Namespace, overrides) -> int:
 
 def cmd_stats(args: argparse.Namespace, overrides) -> int:
     from tunelab.data.prep.stats import dataset_stats, plot_lengths
+    from tunelab.utils.safety import check_output
 
+    if args.png:
+        check_output(args.png, [args.file], "--png")
     stats = dataset_stats(args.file, _tokenizer(args.model), args.template, args.system_prompt,
                           args.max_length, args.format)
     out = stats.as_dict()

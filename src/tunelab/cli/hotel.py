@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from tunelab.cli.args import POSITIVE, number
+
 
 def add_hotel_parser(sub) -> None:
     h = sub.add_parser("hotel", help="hotel domain: database, search tool, dialog data")
@@ -13,7 +15,7 @@ def add_hotel_parser(sub) -> None:
     b = hs.add_parser("build-db", help="generate a Beijing hotel database (or import CrossWOZ's)")
     b.add_argument("--out", default="data/hotel/hotels.db")
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--n", type=int, default=1000, help="number of hotels (1-1500)")
+    b.add_argument("--n", type=number(int, ge=1, le=1500), default=1000, help="number of hotels (1-1500)")
     b.add_argument("--from-crosswoz", metavar="HOTEL_DB_JSON", help="import CrossWOZ hotel_db.json instead")
     b.set_defaults(fn=cmd_build_db)
 
@@ -22,16 +24,16 @@ def add_hotel_parser(sub) -> None:
     s.add_argument("--name")
     s.add_argument("--type")
     s.add_argument("--facilities", nargs="*", default=None)
-    s.add_argument("--price-lower", type=float)
-    s.add_argument("--price-upper", type=float)
-    s.add_argument("--rating-lower", type=float)
-    s.add_argument("--rating-upper", type=float)
-    s.add_argument("--limit", type=int, default=5)
+    s.add_argument("--price-lower", type=number(float, ge=0))
+    s.add_argument("--price-upper", type=number(float, ge=0))
+    s.add_argument("--rating-lower", type=number(float, ge=0, le=5))
+    s.add_argument("--rating-upper", type=number(float, ge=0, le=5))
+    s.add_argument("--limit", type=POSITIVE, default=5)
     s.set_defaults(fn=cmd_search)
 
     y = hs.add_parser("synth", help="synthesize train/dev/test dialogs from the database")
     y.add_argument("--db", default="data/hotel/hotels.db")
-    y.add_argument("--n", type=int, default=3000)
+    y.add_argument("--n", type=POSITIVE, default=3000)
     y.add_argument("--seed", type=int, default=0)
     y.add_argument("--out", default="data/hotel")
     y.set_defaults(fn=cmd_synth)
@@ -46,6 +48,9 @@ def add_hotel_parser(sub) -> None:
 def cmd_build_db(args: argparse.Namespace, overrides) -> int:
     from tunelab.domains.hotel import build_db, import_crosswoz
 
+    from tunelab.utils.safety import check_output
+
+    check_output(args.out, [args.from_crosswoz], "--out")
     if args.from_crosswoz:
         report = import_crosswoz(args.from_crosswoz, args.out)
     else:
@@ -76,7 +81,10 @@ def cmd_search(args: argparse.Namespace, overrides) -> int:
 def cmd_synth(args: argparse.Namespace, overrides) -> int:
     from tunelab.domains.hotel import synthesize, write_splits
 
-    report = write_splits(synthesize(args.db, args.n, seed=args.seed), args.out, seed=args.seed)
+    from tunelab.utils.safety import prepare_out_dir
+
+    prepare_out_dir(args.out, ["train.jsonl", "dev.jsonl", "test.jsonl"], [args.db], "--out")  # before synthesizing
+    report = write_splits(synthesize(args.db, args.n, seed=args.seed), args.out, seed=args.seed, inputs=[args.db])
     print(json.dumps(report, ensure_ascii=False, indent=1, default=str))
     return 0
 
@@ -84,7 +92,9 @@ def cmd_synth(args: argparse.Namespace, overrides) -> int:
 def cmd_import(args: argparse.Namespace, overrides) -> int:
     from tunelab.domains.hotel import import_dialogs
     from tunelab.utils.io import write_jsonl
+    from tunelab.utils.safety import check_output
 
+    check_output(args.out, [args.file, args.db], "--out")
     dialogs, report = import_dialogs(args.file, args.db)
     write_jsonl(args.out, dialogs)
     print(json.dumps({**report, "out": args.out}, ensure_ascii=False, indent=1, default=str))

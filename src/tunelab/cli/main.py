@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tunelab.cli.args import COUNT, POSITIVE
 from tunelab.cli.data import add_data_parser
 from tunelab.cli.hotel import add_hotel_parser
 from tunelab.cli.serve import add_serve_parser, add_webui_parser
@@ -98,14 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="generate and score every target turn of a data file")
     e.add_argument("run_dir")
     e.add_argument("--data", required=True, help="hotel dialogs, per-turn export, or conversations")
-    e.add_argument("--limit", type=int, default=0, help="at most N items (0: all)")
+    e.add_argument("--limit", type=COUNT, default=0, help="at most N items (0: all)")
     e.add_argument("--out", default=None, help="output dir (default RUN_DIR/eval-<data name>)")
-    e.add_argument("--batch-size", type=int, default=8,
+    e.add_argument("--batch-size", type=POSITIVE, default=8,
                    help="items per generate call (--decode batch) or per decode pass (--decode dialog)")
     e.add_argument("--decode", choices=["dialog", "batch"], default="dialog",
                    help="dialog: one KV cache per dialog, the gold turn checked as a draft (greedy, fastest); "
                         "batch: left-padded batches of items")
-    e.add_argument("--max-new-tokens", type=int, default=256)
+    e.add_argument("--max-new-tokens", type=POSITIVE, default=256)
     e.add_argument("--db", default=None, help="hotel SQLite DB for tool execution match")
     e.set_defaults(fn=cmd_evaluate)
     s = sub.add_parser("score", help="metrics of a predictions.jsonl file, no model")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,11 @@ def _type_name(tp: Any) -> str:
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """Check `value` against the annotated type; allow int -> float and str lists from a scalar."""
     origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"{where}: {value!r} is not a valid choice; valid: {', '.join(map(str, choices))}")
+        return value
     if origin is list:
         (item_tp,) = typing.get_args(tp) or (Any,)
         if isinstance(value, str):  # `--method.target_modules=q_proj,v_proj`
@@ -53,7 +59,22 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             pass
     if tp in (int, float, str) and (not isinstance(value, tp) or isinstance(value, bool)):
         raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    if tp is float and not math.isfinite(value):
+        raise ConfigError(f"{where}: {value!r} is not a finite number")
     return value
+
+
+_BOUNDS = {"ge": (">=", lambda v, b: v >= b), "gt": (">", lambda v, b: v > b),
+           "le": ("<=", lambda v, b: v <= b), "lt": ("<", lambda v, b: v < b)}
+
+
+def check_range(value: Any, bounds: dict, where: str) -> None:
+    """ConfigError naming the valid range when `value` falls outside `bounds` (ge/gt/le/lt)."""
+    if not bounds or not isinstance(value, (int, float)) or isinstance(value, bool):
+        return
+    if not all(_BOUNDS[k][1](value, b) for k, b in bounds.items()):
+        valid = " and ".join(f"{_BOUNDS[k][0]} {b}" for k, b in bounds.items())
+        raise ConfigError(f"{where}: {value!r} is out of range; valid: {valid}")
 
 
 def _from_dict(cls: type, data: Any, keypath: str, source: str) -> Any:
@@ -76,6 +97,7 @@ def _from_dict(cls: type, data: Any, keypath: str, source: str) -> Any:
             kwargs[key] = _from_dict(tp, value if value is not None else {}, sub, source)
         else:
             kwargs[key] = _coerce(value, tp, f"{source}: {sub}")
+            check_range(kwargs[key], fields[key].metadata.get("range", {}), f"{source}: {sub}")
     return cls(**kwargs)
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
-def opt(default, help: str, **kw):
-    """A dataclass field carrying its help text (mutable defaults go through default_factory)."""
+def opt(default, help: str, ge=None, gt=None, le=None, lt=None, **kw):
+    """A dataclass field carrying its help text and its valid range, checked when a config is loaded
+    (mutable defaults go through default_factory)."""
+    meta = {"help": help, "range": {k: v for k, v in dict(ge=ge, gt=gt, le=le, lt=lt).items() if v is not None}}
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help}, **kw)
-    return field(default=default, metadata={"help": help}, **kw)
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta, **kw)
+    return field(default=default, metadata=meta, **kw)
 
 
 @dataclass
@@ -40,19 +42,20 @@ class DataConfig:
         "auto", "chat template: auto (the family of the model's own template), chatml, gemma or plain"
     )
     system_prompt: str = opt("", "system prompt put before every conversation that has none")
-    max_length: int = opt(1024, "tokens per sequence; old turns are dropped from the left to fit")
+    max_length: int = opt(1024, "tokens per sequence; old turns are dropped from the left to fit", ge=1)
     tool_results: str = opt("table", "how tool results are rendered: table (records sharing keys as a header "
                             "line and one line per record: fewest tokens, same facts) or json (json.dumps)")
     packing: bool = opt(False, "pack each batch's conversations into one row (position ids restart per "
                         "conversation, attention kept apart): no padding at all")
     pad_to_multiple_of: int = opt(
         0, "pad each batch's length up to a multiple of this (0: auto: 64 under bf16, whose CPU/GPU kernels are "
-        "built and cached per shape, 1 otherwise); pads are never attended to or supervised")
-    dev_max_samples: int = opt(64, "dev-loss conversations at most (0: all); dev loss is forward-only but not free")
+        "built and cached per shape, 1 otherwise); pads are never attended to or supervised", ge=0)
+    dev_max_samples: int = opt(64, "dev-loss conversations at most (0: all); dev loss is forward-only but not free",
+                               ge=0)
     cache: bool = opt(True, "reuse tokenized data keyed by (file bytes, tokenizer, template, max_length); "
                       "`tunelab train --no-cache` forces tokenization")
     skip_invalid: bool = opt(False, "skip and count bad rows instead of stopping at the first")
-    max_samples: int = opt(0, "use at most this many conversations (0: all)")
+    max_samples: int = opt(0, "use at most this many conversations (0: all)", ge=0)
     domain: str = opt("", "domain whose tools chat and serve run: '' (none) or hotel")
     db: str = opt("", "the domain's database (hotel: a SQLite file from `tunelab hotel build-db`)")
 
@@ -60,15 +63,15 @@ class DataConfig:
 @dataclass
 class MethodConfig:
     name: str = opt("lora", "fine-tuning method (registered names: see `tunelab.methods`)")
-    r: int = opt(8, "LoRA rank")
-    alpha: int = opt(16, "LoRA alpha (scaling = alpha / r)")
-    dropout: float = opt(0.05, "LoRA dropout")
+    r: int = opt(8, "LoRA rank", ge=1)
+    alpha: int = opt(16, "LoRA alpha (scaling = alpha / r)", ge=1)
+    dropout: float = opt(0.05, "LoRA dropout", ge=0, lt=1)
     target_modules: list[str] = opt([], "module names to adapt; empty: the model family's default")
-    target_r: int = opt(4, "adalora: average rank left after the budget is reallocated (init rank is r)")
-    num_virtual_tokens: int = opt(16, "prompt_tuning, p_tuning, prefix_tuning: virtual tokens")
+    target_r: int = opt(4, "adalora: average rank left after the budget is reallocated (init rank is r)", ge=1)
+    num_virtual_tokens: int = opt(16, "prompt_tuning, p_tuning, prefix_tuning: virtual tokens", ge=1)
     prompt_encoder: str = opt("MLP", "p_tuning: MLP or LSTM prompt encoder")
-    encoder_hidden_size: int = opt(128, "p_tuning: prompt encoder hidden size")
-    trainable_layers: int = opt(2, "freeze: train the last N decoder layers")
+    encoder_hidden_size: int = opt(128, "p_tuning: prompt encoder hidden size", ge=1)
+    trainable_layers: int = opt(2, "freeze: train the last N decoder layers", ge=0)
     trainable_modules: list[str] = opt([], "freeze: also train parameters whose names contain these")
 
 
@@ -77,52 +80,52 @@ class TrainConfig:
     """Field names are Hugging Face `TrainingArguments` names, passed through to it."""
 
     output_dir: str = opt("runs/default", "run directory: config, checkpoints, adapter, metrics, plots")
-    max_steps: int = opt(-1, "optimizer steps; -1: run num_train_epochs")
-    num_train_epochs: float = opt(1.0, "epochs when max_steps is -1")
-    learning_rate: float = opt(2e-4, "peak learning rate")
+    max_steps: int = opt(-1, "optimizer steps; -1: run num_train_epochs", ge=-1)
+    num_train_epochs: float = opt(1.0, "epochs when max_steps is -1", gt=0)
+    learning_rate: float = opt(2e-4, "peak learning rate", ge=0)
     lr_scheduler_type: str = opt("cosine", "linear, cosine, constant, constant_with_warmup, ...")
-    warmup_steps: int = opt(0, "linear warm-up steps")
-    weight_decay: float = opt(0.0, "AdamW weight decay")
-    max_grad_norm: float = opt(1.0, "gradient clipping")
-    per_device_train_batch_size: int = opt(1, "sequences per step per device")
-    per_device_eval_batch_size: int = opt(1, "sequences per dev-loss batch")
-    gradient_accumulation_steps: int = opt(1, "micro-batches per optimizer step")
+    warmup_steps: int = opt(0, "linear warm-up steps", ge=0)
+    weight_decay: float = opt(0.0, "AdamW weight decay", ge=0)
+    max_grad_norm: float = opt(1.0, "gradient clipping (0: none)", ge=0)
+    per_device_train_batch_size: int = opt(1, "sequences per step per device", ge=1)
+    per_device_eval_batch_size: int = opt(1, "sequences per dev-loss batch", ge=1)
+    gradient_accumulation_steps: int = opt(1, "micro-batches per optimizer step", ge=1)
     gradient_checkpointing: bool = opt(False, "recompute every layer's activations to save memory (slower)")
     activation_memory_mb: int = opt(
         0, "cap on the activations a batch keeps for the backward pass (0: no cap, fastest): a batch over it "
-        "checkpoints just enough decoder layers to fit, shorter ones none (train/memory.py)")
+        "checkpoints just enough decoder layers to fit, shorter ones none (train/memory.py)", ge=0)
     target_only_logits: bool = opt(True, "run the LM head only where a label is supervised (same loss, faster)")
     mixed_precision: str = opt(
         "auto", "bf16 autocast (fp32 weights and optimizer, bf16 matmuls and attention) or no; auto: bf16 on "
         "CUDA and on CPUs with AMX bf16 units (1.64x the fp32 dialogs/s in benchmarks/results/"
         "train_throughput_n12.md), fp32 elsewhere")
     compile: bool = opt(False, "torch.compile each decoder layer (pays on long runs; compiling takes minutes)")
-    threads: int = opt(0, "CPU threads for torch (0: torch's default, one per core)")
-    logging_steps: int = opt(1, "log loss every N steps")
-    save_steps: int = opt(0, "checkpoint every N steps (0: only the final adapter)")
-    save_total_limit: int = opt(2, "keep at most N checkpoints")
-    eval_steps: int = opt(0, "dev loss every N steps (0: at the end only, when dev_file is set)")
-    seed: int = opt(42, "random seed")
+    threads: int = opt(0, "CPU threads for torch (0: torch's default, one per core)", ge=0)
+    logging_steps: int = opt(1, "log loss every N steps", ge=1)
+    save_steps: int = opt(0, "checkpoint every N steps (0: only the final adapter)", ge=0)
+    save_total_limit: int = opt(2, "keep at most N checkpoints", ge=1)
+    eval_steps: int = opt(0, "dev loss every N steps (0: at the end only, when dev_file is set)", ge=0)
+    seed: int = opt(42, "random seed (data order, dropout, adapter initialisation)", ge=0, lt=2**32)
     optim: str = opt("adamw_torch", "optimizer name as in TrainingArguments")
     resume: bool = opt(False, "resume from the newest checkpoint in output_dir")
     overwrite: bool = opt(False, "replace a non-empty output_dir (otherwise that is an error)")
     time_budget_minutes: float = opt(
         0.0, "stop cleanly after this many minutes (0: none); with max_steps -1 the learning rate "
-        "decays over the budget's time (cosine to 10%) instead of over steps")
-    dataloader_num_workers: int = opt(0, "data loader worker processes")
+        "decays over the budget's time (cosine to 10%) instead of over steps", ge=0)
+    dataloader_num_workers: int = opt(0, "data loader worker processes", ge=0)
     extra: dict = opt({}, "any other TrainingArguments, passed through as given")
 
 
 @dataclass
 class EvalConfig:
-    dev_items: int = opt(0, "after training, generate and score this many dev items (0: dev loss only)")
-    max_new_tokens: int = opt(256, "longest generated turn")
-    batch_size: int = opt(8, "items per generation batch")
+    dev_items: int = opt(0, "after training, generate and score this many dev items (0: dev loss only)", ge=0)
+    max_new_tokens: int = opt(256, "longest generated turn", ge=1)
+    batch_size: int = opt(8, "items per generation batch", ge=1)
     decode: str = opt("dialog", "dialog (one KV cache per dialog, the gold turn checked as a draft; greedy "
                       "outputs, fastest with a trained model) or batch (left-padded batches of items)")
-    limit: int = opt(0, "evaluate at most N items (0: all)")
-    temperature: float = opt(0.0, "0: greedy; above 0: sampling")
-    top_p: float = opt(1.0, "nucleus sampling mass")
+    limit: int = opt(0, "evaluate at most N items (0: all)", ge=0)
+    temperature: float = opt(0.0, "0: greedy; above 0: sampling", ge=0)
+    top_p: float = opt(1.0, "nucleus sampling mass", gt=0, le=1)
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tunelab.utils.safety import check_output
 from tunelab.utils.errors import ConfigError
 from tunelab.utils.io import atomic_path, write_text
 
@@ -72,7 +73,7 @@ def compare(run_dirs: list[str], out: str | None = None, eval_name: str | None =
     rows = collect(run_dirs, eval_name)
     table = markdown(rows)
     if out:
-        out_path = Path(out)
+        out_path = check_output(out, run_dirs, "--out")
         write_text(out_path.with_suffix(".md"), table + "\n")
         bar_chart(rows, out_path.with_suffix(".png"))
     return table

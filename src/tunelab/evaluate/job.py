@@ -19,6 +19,7 @@ from tunelab.infer.batch import generate_batch
 from tunelab.infer.dialog import generate_dialogs
 from tunelab.infer.engine import GenerationOptions, load_engine
 from tunelab.infer.tools import domain_tools
+from tunelab.utils.safety import prepare_out_dir
 from tunelab.utils.errors import ConfigError
 from tunelab.utils.io import write_json, write_jsonl
 from tunelab.utils.log import log
@@ -70,6 +71,7 @@ def evaluate(run_dir: str | Path, data_file: str | Path, limit: int = 0, out_dir
         raise ConfigError(f"decode '{decode}' is unknown; valid: {', '.join(DECODERS)}")
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir else run_dir / f"eval-{Path(data_file).stem}"
+    prepare_out_dir(out, ["predictions.jsonl", "metrics.json", "report.md"], [data_file, db], "--out")
     convs, _ = read_conversations(data_file)
     items = eval_items(convs)
     if limit:

@@ -9,12 +9,13 @@ from pathlib import Path
 from tunelab.infer.engine import load_engine
 from tunelab.utils.errors import ConfigError
 from tunelab.utils.log import log
+from tunelab.utils.safety import check_output
 
 
 def export_merged(run_dir: str | Path, out: str | Path) -> Path:
     """A model directory plain `transformers` loads, generating what base + adapter generates."""
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
+    out = check_output(out, [run_dir], "--merge")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"{out} exists and is not empty; choose a new directory")
     engine = load_engine(run_dir, device="cpu", merge=True)
     model = engine.model
@@ -26,7 +27,7 @@ def export_merged(run_dir: str | Path, out: str | Path) -> Path:
         model.save_pretrained(tmp)
         engine.tokenizer.save_pretrained(tmp)
         if out.exists():
-            out.rmdir()
+            out.rmdir()  # empty, checked above
         tmp.rename(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

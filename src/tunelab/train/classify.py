@@ -19,7 +19,7 @@ from pathlib import Path
 import tunelab.utils.offline  # noqa: F401
 from transformers.trainer_callback import PrinterCallback
 
-from tunelab.config import Config, save_config
+from tunelab.config import Config
 from tunelab.data.collate import PadCollator
 from tunelab.data.dataset import encode_rows
 from tunelab.data.labeled import as_conversations, check_labels, read_labeled
@@ -31,13 +31,15 @@ from tunelab.methods import TrainContext, get_method, parameter_report
 from tunelab.models import load_model
 from tunelab.models.load import load_tokenizer, pick_dtype, resolve_model_dir
 from tunelab.train.callbacks import MetricsLog, ProgressBar, TimeBudget, peak_rss_mb
-from tunelab.train.job import RUN_FILE, _prepare_run_dir, _training_args
+from tunelab.config.run_dir import RunDir
+from tunelab.train.job import _training_args, run_inputs
 from tunelab.train.precision import resolve_mixed_precision
 from tunelab.train.plot import plot_loss
 from tunelab.train.trainer import SFTTrainer, TokenMeter
 from tunelab.utils.errors import ConfigError, ModelError
 from tunelab.utils.io import atomic_path, write_json
 from tunelab.utils.log import log
+from tunelab.utils.safety import check_output
 
 ENCODER_TYPES = {"bert", "roberta", "xlm-roberta", "distilbert", "albert", "electra", "deberta",
                  "deberta-v2", "mpnet", "camembert", "modernbert"}
@@ -207,6 +209,7 @@ def train_classifier(cfg: Config) -> dict:
         raise ConfigError(f"data.task '{cfg.data.task}' is not one of sft, classify")
     if not cfg.data.train_file:
         raise ConfigError("data.train_file is empty; set it in the config or with --data.train_file=PATH")
+    check_output(cfg.train.output_dir, run_inputs(cfg), "train.output_dir")
 
     # 1. data, labels, model: everything that can fail on bad input fails before the run dir is touched
     train_pairs = read_labeled(cfg.data.train_file)
@@ -245,12 +248,14 @@ def train_classifier(cfg: Config) -> dict:
     log.info(f"classify ({'sequence-classification head' if encoder else 'label words'}), method "
              f"{cfg.method.name}: {params['trainable_params']:,} trainable of {params['total_params']:,} "
              f"parameters; labels {labels}")
-    args = _training_args(cfg, device, False, overrides,
-                          resolve_mixed_precision(cfg.train.mixed_precision, device, cfg.model.dtype))
+    precision = resolve_mixed_precision(cfg.train.mixed_precision, device, cfg.model.dtype)
+    _training_args(cfg, device, False, overrides, precision, Path(cfg.train.output_dir))  # checked before writing
 
-    # 2. run dir and trainer
-    run_dir = _prepare_run_dir(cfg)
-    save_config(cfg, run_dir / "config.yaml")
+    # 2. run dir (a replaced run is staged beside the old one) and trainer
+    run = RunDir.prepare(cfg.train.output_dir, cfg.train.overwrite, cfg.train.resume, run_inputs(cfg))
+    run_dir = run.work
+    args = _training_args(cfg, device, False, overrides, precision, run_dir)
+    run.write_config(cfg)
     budget = TimeBudget(cfg.train.time_budget_minutes * 60, meter)
     callbacks = [ProgressBar(meter, budget.budget_s), MetricsLog(run_dir / "metrics.jsonl", meter), budget]
     if encoder:
@@ -292,7 +297,8 @@ def train_classifier(cfg: Config) -> dict:
         summary["dev_metrics"] = {k: metrics[k] for k in ("accuracy", "macro_f1", "n_items")}
     else:
         log.info("no data.dev_file: no accuracy / macro F1 / confusion matrix")
-    write_json(run_dir / RUN_FILE, summary)
     plot_loss(run_dir / "metrics.jsonl", run_dir / "loss.png")
+    run.write_summary(summary)
+    run_dir = run.commit()
     log.info(f"run saved to {run_dir}: train loss {result.training_loss:.4f}")
     return {"run_dir": str(run_dir), **summary}

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
-import shutil
 import time
 from pathlib import Path
 
 import tunelab.utils.offline  # noqa: F401
 from transformers.trainer_callback import PrinterCallback
 
-from tunelab.config import Config, load_config, save_config
+from tunelab.config import Config, load_config
+from tunelab.config.run_dir import RunDir
 from tunelab.data.cache import cache_key, load_or_build
 from tunelab.data.collate import PackCollator, PadCollator
 from tunelab.data.dataset import encode_rows, read_data
@@ -29,20 +28,18 @@ from tunelab.train.plot import plot_loss
 from tunelab.train.precision import autocast, resolve_mixed_precision, store_frozen_linears
 from tunelab.train.trainer import SFTTrainer, TokenMeter, compile_layers
 from tunelab.utils.errors import ConfigError
-from tunelab.utils.io import write_json
 from tunelab.utils.log import log
 from tunelab.utils.paths import cache_dir
+from tunelab.utils.safety import check_output
 
-RUN_FILE = "run.json"
-
-
-def _training_args(cfg: Config, device: str, has_dev: bool, method_overrides: dict, precision: str):
+def _training_args(cfg: Config, device: str, has_dev: bool, method_overrides: dict, precision: str,
+                   output_dir: Path):
     from transformers import TrainingArguments
 
     t = cfg.train
     eval_every = t.eval_steps if (has_dev and t.eval_steps) else 0
     kwargs = dict(
-        output_dir=t.output_dir, max_steps=t.max_steps, num_train_epochs=t.num_train_epochs,
+        output_dir=str(output_dir), max_steps=t.max_steps, num_train_epochs=t.num_train_epochs,
         learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler_type,
         warmup_steps=t.warmup_steps, weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm,
         per_device_train_batch_size=t.per_device_train_batch_size,
@@ -82,21 +79,9 @@ def _tokenized(path: str, data, data_cfg, renderer: Renderer):
     return rows, stats
 
 
-def _prepare_run_dir(cfg: Config) -> Path:
-    out = Path(cfg.train.output_dir)
-    if cfg.train.resume:
-        if not list(out.glob("checkpoint-*")):
-            raise ConfigError(f"train.resume=true but {out} holds no checkpoint-* to resume from")
-        return out
-    if out.exists() and any(out.iterdir()):
-        if not cfg.train.overwrite:
-            raise ConfigError(
-                f"train.output_dir {out} is not empty; pass --train.overwrite=true to replace it, "
-                "--train.resume=true to continue it, or choose another output_dir"
-            )
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+def run_inputs(cfg: Config) -> list[str]:
+    """The files a training job reads: its output may be none of them, nor hold them."""
+    return [p for p in (cfg.data.train_file, cfg.data.dev_file, cfg.data.db) if p]
 
 
 def train(cfg: Config | dict | str) -> dict:
@@ -113,10 +98,7 @@ def train(cfg: Config | dict | str) -> dict:
         torch.set_num_threads(cfg.train.threads)
     if not cfg.data.train_file:
         raise ConfigError("data.train_file is empty; set it in the config or with --data.train_file=PATH")
-    for key, value in [("data.pad_to_multiple_of", cfg.data.pad_to_multiple_of),
-                       ("train.activation_memory_mb", cfg.train.activation_memory_mb)]:
-        if value < 0:
-            raise ConfigError(f"{key} is {value}; it must be 0 (auto/off) or positive")
+    check_output(cfg.train.output_dir, run_inputs(cfg), "train.output_dir")
     if cfg.train.gradient_checkpointing and cfg.train.activation_memory_mb:
         raise ConfigError("train.gradient_checkpointing=true checkpoints every layer; train.activation_memory_mb "
                           "checkpoints only what a batch needs: set one of them")
@@ -160,14 +142,16 @@ def train(cfg: Config | dict | str) -> dict:
     params = parameter_report(model)
     log.info(f"method {cfg.method.name}: {params['trainable_params']:,} trainable of "
              f"{params['total_params']:,} parameters ({params['trainable_percent']}%)")
-    args = _training_args(cfg, device, dev_rows is not None,
-                          method.train_overrides(device) if method.train_overrides else {}, precision)
+    overrides = method.train_overrides(device) if method.train_overrides else {}
+    _training_args(cfg, device, dev_rows is not None, overrides, precision, Path(cfg.train.output_dir))  # checked
     log.info(f"mixed precision: {precision} ({cfg.train.mixed_precision} on {device})"
              + (f"; {stored_bf16} frozen linear layers stored in bf16" if stored_bf16 else ""))
 
-    # 2. run dir and trainer
-    run_dir = _prepare_run_dir(cfg)
-    save_config(cfg, run_dir / "config.yaml")
+    # 2. run dir (a replaced run is staged beside the old one) and trainer
+    run = RunDir.prepare(cfg.train.output_dir, cfg.train.overwrite, cfg.train.resume, run_inputs(cfg))
+    run_dir = run.work
+    args = _training_args(cfg, device, dev_rows is not None, overrides, precision, run_dir)
+    run.write_config(cfg)
     meter = TokenMeter()
     clock = TimeBudget(cfg.train.time_budget_minutes * 60, meter)
     # bf16 kernels (oneDNN on a CPU) are built and cached per shape: bucketed lengths reuse them
@@ -206,6 +190,7 @@ def train(cfg: Config | dict | str) -> dict:
         "pad_to_multiple_of": pad_multiple, "activation_budget": budget.summary() if budget else None,
         "train_data": train_stats.__dict__, "device": device,
     }
+    run.write_summary(summary)  # the run is complete from here on; dev metrics are added below
     if cfg.eval.dev_items and cfg.data.dev_file:  # task metrics on a dev subset, beside the dev loss
         from tunelab.evaluate.job import evaluate
         from tunelab.infer.engine import ChatEngine, load_engine
@@ -216,16 +201,10 @@ def train(cfg: Config | dict | str) -> dict:
         summary["dev_metrics"] = evaluate(run_dir, cfg.data.dev_file, limit=cfg.eval.dev_items,
                                           batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens,
                                           db=cfg.data.db or None, engine=engine, decode=cfg.eval.decode)
-    write_json(run_dir / RUN_FILE, summary)
+        run.write_summary(summary)
     plot_loss(run_dir / "metrics.jsonl", run_dir / "loss.png")
+    run_dir = run.commit()
     log.info(f"run saved to {run_dir}: train loss {result.training_loss:.4f}"
              + (f", dev loss {dev_loss:.4f}" if dev_loss is not None else "")
              + f", {summary['tokens_per_s']} tokens/s; chat with: tunelab chat {run_dir}")
     return {"run_dir": str(run_dir), **summary}
-
-
-def read_run(run_dir: str | Path) -> dict:
-    path = Path(run_dir) / RUN_FILE
-    if not path.is_file():
-        raise ConfigError(f"{run_dir}: not a tunelab run directory (no {RUN_FILE})")
-    return json.loads(path.read_text())

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunelab.utils.safety import check_output
 from tunelab.data.prep.rows import field_value, label_key, load_rows, valid_rows, write_rows
 from tunelab.utils.errors import ConfigError, DataError
 
@@ -71,6 +72,7 @@ def balance_rows(rows: list[Any], by: str, mode: str = "down", seed: int = 0,
 def balance_file(inp: str | Path, out: str | Path, by: str, mode: str = "down", seed: int = 0,
                  to_datasets: bool = False) -> BalanceReport:
     """Balance the rows of `inp` and write them to `out` (atomically); returns per-class counts."""
+    check_output(out, [inp], "OUT")
     rows = valid_rows(load_rows(inp), inp)
     kept, report = balance_rows([r.data for r in rows], by, mode, seed, [r.line for r in rows], inp)
     write_rows(out, kept, to_datasets)

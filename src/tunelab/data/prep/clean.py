@@ -16,6 +16,7 @@ from tunelab.data.prep.minhash import NearDuplicateIndex
 from tunelab.data.prep.rows import (Row, check_format, content_hash, conversation_text, load_rows, to_conversation,
                                    write_rows)
 from tunelab.data.schema import check_conversation
+from tunelab.utils.safety import check_output
 from tunelab.utils.errors import ConfigError, DataError
 from tunelab.utils.io import write_jsonl
 
@@ -212,8 +213,9 @@ def clean_file(inp: str | Path, out: str | Path, fmt: str = "auto", min_chars: i
                to_datasets: bool = False) -> CleanReport:
     """Clean `inp` into `out` (same row format; file type from OUT's suffix) and write every
     dropped row to OUT.dropped.jsonl; both written atomically. Returns the summary."""
-    if Path(out).resolve() == Path(inp).resolve():
-        raise ConfigError(f"{out}: clean writes a new file; OUT must differ from IN")
+    inputs = [inp, keywords_file]
+    check_output(out, inputs, "OUT")
+    check_output(dropped_path_for(out), inputs, "OUT.dropped.jsonl")
     keywords = read_keywords(keywords_file) if keywords_file else []
     kept, dropped, report = clean_rows(load_rows(inp), fmt, min_chars, near, drop_regex, keywords, unicode_form)
     side = dropped_path_for(out)

@@ -8,6 +8,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from tunelab.utils.safety import check_output
 from tunelab.data.prep.rows import Row, check_format, load_rows, to_conversation, write_rows
 from tunelab.data.readers.hotel import TOOL_NAME
 from tunelab.data.schema import Conversation, Turn
@@ -172,6 +173,7 @@ def convert_file(inp: str | Path, out: str | Path, to: str, columns: str | dict 
                  prompt_template: str | None = None, fmt: str = "auto", to_datasets: bool = False) -> dict:
     """Convert `inp` to `out` (atomically): .jsonl, .json, .csv, or a `datasets` save_to_disk
     directory when OUT has no suffix or `to_datasets`. Returns {"rows", "to", "out"}."""
+    check_output(out, [inp], "OUT")
     rows = convert_rows(load_rows(inp), to, columns, prompt_template, fmt, inp)
     write_rows(out, rows, to_datasets)
     return {"rows": len(rows), "to": to, "out": str(out)}

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from tunelab.data.schema import Conversation, Turn, check_conversation
 from tunelab.data.template import compact_json
 from tunelab.utils.errors import ConfigError, DataError
 from tunelab.utils.io import atomic_path, write_jsonl, write_text
+from tunelab.utils.safety import check_replaceable, mark, replace_dir
 
 
 @dataclass
@@ -82,14 +82,14 @@ def _write_datasets_dir(path: Path, rows: list[Any]) -> None:
 
     if any(not isinstance(r, dict) for r in rows):
         raise DataError(f"{path}: a `datasets` directory holds objects; wrap list rows (e.g. --to messages)")
+    check_replaceable(path, "OUT")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         Dataset.from_list(rows).save_to_disk(str(tmp))
         _check_survives(rows, tmp, path)
-        if path.exists():  # replace only once the new copy is complete
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-        os.replace(tmp, path)
+        mark(tmp, "datasets")
+        replace_dir(tmp, path, "OUT")  # the old copy goes only once the new one is complete
     except Exception as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, DataError):

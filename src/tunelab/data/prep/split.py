@@ -4,11 +4,13 @@ leakage check (no group and no identical row content in two splits) before anyth
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from tunelab.utils.safety import prepare_out_dir
 from tunelab.data.prep.rows import content_hash, field_value, label_key, load_rows, valid_rows
 from tunelab.utils.errors import ConfigError, DataError
 from tunelab.utils.io import write_jsonl
@@ -23,7 +25,7 @@ def parse_ratios(text: str | list | tuple) -> list[float]:
         vals = [float(x) for x in (text.split(",") if isinstance(text, str) else text)]
     except ValueError:
         raise ConfigError(f"--ratios '{text}' must be numbers like 8,1,1") from None
-    if len(vals) not in (2, 3) or min(vals) < 0 or vals[0] <= 0:
+    if len(vals) not in (2, 3) or not all(math.isfinite(v) and v >= 0 for v in vals) or vals[0] <= 0:
         raise ConfigError(f"--ratios '{text}': give 2 or 3 non-negative numbers (train,dev[,test]), train > 0")
     return [v / sum(vals) for v in vals]
 
@@ -151,6 +153,8 @@ def split_file(inp: str | Path, outdir: str | Path, ratios="8,1,1", stratify: st
                group: str | None = None, seed: int = 0, kfold: int = 0) -> dict:
     """Write OUTDIR/{train,dev,test}.jsonl, or OUTDIR/fold_i/{train,dev}.jsonl with `kfold`;
     returns rows per split (and per label with `stratify`)."""
+    if not kfold:
+        parse_ratios(ratios)  # a bad option fails before the input is read
     rows = valid_rows(load_rows(inp), inp)
     data, lines = [r.data for r in rows], [r.line for r in rows]
     outdir = Path(outdir)
@@ -159,6 +163,7 @@ def split_file(inp: str | Path, outdir: str | Path, ratios="8,1,1", stratify: st
         layout = {f"fold_{i}/{name}": part for i, fold in enumerate(folds) for name, part in fold.items()}
     else:
         layout = split_rows(data, ratios, stratify, group, seed, lines, inp)
+    prepare_out_dir(outdir, [f"{name}.jsonl" for name in layout], [inp], "OUTDIR")
     report = {"seed": seed, "splits": {}}
     for name, part in layout.items():  # everything is checked before the first file is written
         write_jsonl(outdir / f"{name}.jsonl", part)

@@ -8,17 +8,18 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from tunelab.utils.safety import prepare_out_dir
 from tunelab.utils.io import write_jsonl
 
 SPLITS = (("train", 0.8), ("dev", 0.1), ("test", 0.1))
 
 
-def write_splits(dialogs: list[dict], out_dir: str | Path, seed: int = 0) -> dict[str, Any]:
+def write_splits(dialogs: list[dict], out_dir: str | Path, seed: int = 0, inputs: tuple | list = ()) -> dict[str, Any]:
     """Write train/dev/test.jsonl (8:1:1 per dialog kind, deterministic in seed), each atomically.
 
     Dialogs with identical turns are kept once. Returns counts per split and per kind.
     """
-    out_dir = Path(out_dir)
+    out_dir = prepare_out_dir(out_dir, [f"{name}.jsonl" for name, _ in SPLITS], inputs, "--out")
     seen, unique = set(), []
     for d in dialogs:
         key = json.dumps(d["dialog"], ensure_ascii=False, sort_keys=True)
