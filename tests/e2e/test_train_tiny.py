@@ -211,7 +211,7 @@ def test_bad_eval_decode_fails_before_the_run_dir_is_touched(tiny_llama, sample_
 
     c = cfg(tiny_llama, sample_path, tmp_path / "never")
     c["eval"] = {"dev_items": 2, "decode": "beam"}
-    with pytest.raises(ConfigError, match="eval.decode 'beam' is unknown; valid: dialog, batch"):
+    with pytest.raises(ConfigError, match="eval.decode: 'beam' is not a valid choice; valid: dialog, batch"):
         train(c)
     assert not (tmp_path / "never").exists()
 

@@ -78,3 +78,34 @@ def test_every_field_has_help():
     for name, section in typing.get_type_hints(Config).items():
         for f in dataclasses.fields(section):
             assert f.metadata.get("help"), f"{name}.{f.name} has no help text"
+
+
+def test_typed_choices_match_the_registries():
+    """A choice field's Literal lists exactly what its registry holds: a new module needs its name there."""
+    import typing
+    from pathlib import Path
+
+    from tunelab.config.schema import DataConfig, EvalConfig, MethodConfig, TrainConfig
+    from tunelab.data.readers import READERS
+    from tunelab.data.template import TOOL_RESULT_FORMATS
+    from tunelab.evaluate.job import DECODERS
+    from tunelab.infer.tools import DOMAINS
+    from tunelab.methods.registry import METHODS
+    from tunelab.train.precision import CHOICES
+
+    def choices(cls, name):
+        return set(typing.get_args(typing.get_type_hints(cls)[name]))
+
+    templates = {p.stem for p in (Path(__file__).parents[2] / "src/tunelab/data/templates").glob("*.yaml")}
+    assert choices(MethodConfig, "name") == set(METHODS)
+    assert choices(DataConfig, "format") == set(READERS) | {"auto"}
+    assert choices(DataConfig, "template") == templates | {"auto"}
+    assert choices(DataConfig, "tool_results") == set(TOOL_RESULT_FORMATS)
+    assert choices(DataConfig, "domain") == set(DOMAINS) | {""}
+    assert choices(EvalConfig, "decode") == set(DECODERS)
+    assert choices(TrainConfig, "mixed_precision") == set(CHOICES)
+
+
+def test_a_bad_choice_names_the_valid_ones():
+    with pytest.raises(ConfigError, match=r"method.name: 'lroa' is not a valid choice \(did you mean 'lora'\?\); valid: lora"):
+        load_config(overrides=["--method.name=lroa"])

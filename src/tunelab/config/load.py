@@ -30,7 +30,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if origin is typing.Literal:
         choices = typing.get_args(tp)
         if value not in choices:
-            raise ConfigError(f"{where}: {value!r} is not a valid choice; valid: {', '.join(map(str, choices))}")
+            close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"{where}: {value!r} is not a valid choice{hint}; valid: {', '.join(map(str, choices))}")
         return value
     if origin is list:
         (item_tp,) = typing.get_args(tp) or (Any,)

@@ -6,6 +6,7 @@ YAML files and `--section.key=value` overrides map onto these one to one (see `l
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 def opt(default, help: str, ge=None, gt=None, le=None, lt=None, **kw):
@@ -23,27 +24,28 @@ class ModelConfig:
         "smollm2-135m-instruct",
         "a preset name (`tunelab models`), a Hugging Face model directory, or a .gguf file",
     )
-    dtype: str = opt("auto", "auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16 or float16")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = opt("auto", "auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16 or float16")
     trust_remote_code: bool = opt(False, "allow model code shipped in the model directory")
-    attn_implementation: str = opt("auto", "auto, eager or sdpa")
+    attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = opt(
+        "auto", "auto (the model's default), eager, sdpa or flash_attention_2 (CUDA, flash-attn installed)")
 
 
 @dataclass
 class DataConfig:
-    task: str = opt("sft", "sft (chat fine-tuning) or classify (`text`/`label` rows from CSV, JSONL or JSON; "
+    task: Literal["sft", "classify"] = opt("sft", "sft (chat fine-tuning) or classify (`text`/`label` rows from CSV, JSONL or JSON; "
                     "an encoder gets a classification head, a causal LM learns the label as its answer)")
     labels: list[str] = opt([], "classify: the label set in a fixed order; empty: the sorted labels of train_file")
     train_file: str = opt("", "training data: JSONL/JSON file (or a `datasets` directory)")
     dev_file: str = opt("", "optional development data, same formats; dev loss is logged at eval steps")
-    format: str = opt(
+    format: Literal["auto", "hotel", "turns", "messages", "alpaca", "prompt_completion"] = opt(
         "auto", "auto, hotel, turns, messages, alpaca or prompt_completion (auto: sniffed per file)"
     )
-    template: str = opt(
+    template: Literal["auto", "chatml", "gemma", "plain"] = opt(
         "auto", "chat template: auto (the family of the model's own template), chatml, gemma or plain"
     )
     system_prompt: str = opt("", "system prompt put before every conversation that has none")
     max_length: int = opt(1024, "tokens per sequence; old turns are dropped from the left to fit", ge=1)
-    tool_results: str = opt("table", "how tool results are rendered: table (records sharing keys as a header "
+    tool_results: Literal["table", "json"] = opt("table", "how tool results are rendered: table (records sharing keys as a header "
                             "line and one line per record: fewest tokens, same facts) or json (json.dumps)")
     packing: bool = opt(False, "pack each batch's conversations into one row (position ids restart per "
                         "conversation, attention kept apart): no padding at all")
@@ -56,20 +58,21 @@ class DataConfig:
                       "`tunelab train --no-cache` forces tokenization")
     skip_invalid: bool = opt(False, "skip and count bad rows instead of stopping at the first")
     max_samples: int = opt(0, "use at most this many conversations (0: all)", ge=0)
-    domain: str = opt("", "domain whose tools chat and serve run: '' (none) or hotel")
+    domain: Literal["", "hotel"] = opt("", "domain whose tools chat and serve run: '' (none) or hotel")
     db: str = opt("", "the domain's database (hotel: a SQLite file from `tunelab hotel build-db`)")
 
 
 @dataclass
 class MethodConfig:
-    name: str = opt("lora", "fine-tuning method (registered names: see `tunelab.methods`)")
+    name: Literal["lora", "dora", "qlora", "adalora", "ia3", "prompt_tuning", "p_tuning", "prefix_tuning", "full",
+                  "freeze"] = opt("lora", "fine-tuning method (one module each under tunelab/methods)")
     r: int = opt(8, "LoRA rank", ge=1)
     alpha: int = opt(16, "LoRA alpha (scaling = alpha / r)", ge=1)
     dropout: float = opt(0.05, "LoRA dropout", ge=0, lt=1)
     target_modules: list[str] = opt([], "module names to adapt; empty: the model family's default")
     target_r: int = opt(4, "adalora: average rank left after the budget is reallocated (init rank is r)", ge=1)
     num_virtual_tokens: int = opt(16, "prompt_tuning, p_tuning, prefix_tuning: virtual tokens", ge=1)
-    prompt_encoder: str = opt("MLP", "p_tuning: MLP or LSTM prompt encoder")
+    prompt_encoder: Literal["MLP", "LSTM"] = opt("MLP", "p_tuning: MLP or LSTM prompt encoder")
     encoder_hidden_size: int = opt(128, "p_tuning: prompt encoder hidden size", ge=1)
     trainable_layers: int = opt(2, "freeze: train the last N decoder layers", ge=0)
     trainable_modules: list[str] = opt([], "freeze: also train parameters whose names contain these")
@@ -95,7 +98,7 @@ class TrainConfig:
         0, "cap on the activations a batch keeps for the backward pass (0: no cap, fastest): a batch over it "
         "checkpoints just enough decoder layers to fit, shorter ones none (train/memory.py)", ge=0)
     target_only_logits: bool = opt(True, "run the LM head only where a label is supervised (same loss, faster)")
-    mixed_precision: str = opt(
+    mixed_precision: Literal["auto", "bf16", "no"] = opt(
         "auto", "bf16 autocast (fp32 weights and optimizer, bf16 matmuls and attention) or no; auto: bf16 on "
         "CUDA and on CPUs with AMX bf16 units (1.64x the fp32 dialogs/s in benchmarks/results/"
         "train_throughput_n12.md), fp32 elsewhere")
@@ -121,7 +124,7 @@ class EvalConfig:
     dev_items: int = opt(0, "after training, generate and score this many dev items (0: dev loss only)", ge=0)
     max_new_tokens: int = opt(256, "longest generated turn", ge=1)
     batch_size: int = opt(8, "items per generation batch", ge=1)
-    decode: str = opt("dialog", "dialog (one KV cache per dialog, the gold turn checked as a draft; greedy "
+    decode: Literal["dialog", "batch"] = opt("dialog", "dialog (one KV cache per dialog, the gold turn checked as a draft; greedy "
                       "outputs, fastest with a trained model) or batch (left-padded batches of items)")
     limit: int = opt(0, "evaluate at most N items (0: all)", ge=0)
     temperature: float = opt(0.0, "0: greedy; above 0: sampling", ge=0)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tunelab.config.run_dir import RunDir
 from tunelab.utils.safety import check_output
-from tunelab.utils.errors import ConfigError
 from tunelab.utils.io import atomic_path, write_text
 
 
@@ -19,9 +19,7 @@ def _eval_metrics(run_dir: Path, eval_name: str | None) -> dict:
 def collect(run_dirs: list[str], eval_name: str | None = None) -> list[dict]:
     rows = []
     for rd in map(Path, run_dirs):
-        if not (rd / "run.json").is_file():
-            raise ConfigError(f"{rd}: not a tunelab run directory (no run.json)")
-        run = json.loads((rd / "run.json").read_text())
+        run = RunDir.open(rd).summary()
         m = _eval_metrics(rd, eval_name)
         rows.append({"run": rd.name, "model": run.get("base_model", "?"), "method": run.get("method", "?"),
                      "bleu-4": m.get("bleu-4"), "slot_p": m.get("slot_p"), "slot_r": m.get("slot_r"),

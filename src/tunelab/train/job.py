@@ -20,7 +20,6 @@ from tunelab.data.template import get_template
 from tunelab.methods import TrainContext, get_method, parameter_report
 from tunelab.models import load_model
 from tunelab.models.attention import packed_attention
-from tunelab.evaluate.job import DECODERS
 from tunelab.train.callbacks import MetricsLog, ProgressBar, TimeBudget, peak_rss_mb
 from tunelab.train.loss import is_prompt_learning
 from tunelab.train.memory import ActivationBudget
@@ -103,8 +102,6 @@ def train(cfg: Config | dict | str) -> dict:
         raise ConfigError("train.gradient_checkpointing=true checkpoints every layer; train.activation_memory_mb "
                           "checkpoints only what a batch needs: set one of them")
     precision = resolve_mixed_precision(cfg.train.mixed_precision, device, cfg.model.dtype)
-    if cfg.eval.decode not in DECODERS:
-        raise ConfigError(f"eval.decode '{cfg.eval.decode}' is unknown; valid: {', '.join(DECODERS)}")
 
     # 1. data, model, template: all that can fail on bad input fails before the run dir is touched
     train_data = read_data(cfg.data.train_file, cfg.data)
