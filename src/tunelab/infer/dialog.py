@@ -14,7 +14,6 @@ one-token one), which can flip a near tie.
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +23,7 @@ from tqdm.auto import tqdm
 from tunelab.data.schema import Turn
 from tunelab.infer.batch import generate_batch
 from tunelab.infer.engine import ChatEngine, GenerationOptions
-from tunelab.infer.kv_batch import stackable
+from tunelab.models.compat import fork_cache, new_dialog_cache, stackable
 from tunelab.infer.lookup import NgramLookup
 from tunelab.infer.spec_decode import Job, accepted, cut, decode_pass, fast_rows, greedy
 
@@ -130,28 +129,6 @@ def _reusable(fed: _Fed, prompt: list[int]) -> int:
     return n if fed.cache is not None and len(prompt) > n and prompt[:n] == fed.ids else 0
 
 
-def _new_cache(model):
-    from transformers import DynamicCache
-
-    cache = DynamicCache(config=model.config)
-    # Sliding-window layers then keep what a later crop(-n) needs, until that crop trims them to the window.
-    cache.activate_past_recording()
-    return cache
-
-
-def _fork(cache):
-    """A copy of a DynamicCache that can grow and be cropped apart from the original.
-
-    Dynamic layers never write into their tensors (they concatenate and slice into new ones), so the
-    copies share them; any other layer type is copied in full.
-    """
-    if not stackable(cache):
-        return copy.deepcopy(cache)
-    out = copy.copy(cache)
-    out.layers = [copy.copy(layer) for layer in cache.layers]
-    return out
-
-
 def _draft_pass(model, fed: _Fed, prompt: list[int], draft: list[int], stop: set[int], max_new: int,
                 counts: _Counts) -> tuple[list[int], Job | None]:
     """Feed the prompt's new tokens and the draft; leaves prompt + draft in `fed`.
@@ -163,7 +140,7 @@ def _draft_pass(model, fed: _Fed, prompt: list[int], draft: list[int], stop: set
 
     reuse = _reusable(fed, prompt)
     if not reuse:
-        fed.cache = _new_cache(model)
+        fed.cache = new_dialog_cache(model)
     new = prompt[reuse:] + draft
     # logits from the last prompt token on: the greedy token before each draft token, and after the last
     res = model(input_ids=torch.tensor([new], device=model.device), cache=fed.cache, use_cache=True,
@@ -182,7 +159,7 @@ def _draft_pass(model, fed: _Fed, prompt: list[int], draft: list[int], stop: set
         counts.full += bool(draft)
         return seq, None
     # The model leaves the draft: decode on from prompt + draft[:a], on a fork of the cache.
-    cache = _fork(fed.cache)
+    cache = fork_cache(fed.cache)
     fed.cache.crop(0)
     cache.crop(a - len(draft))
     return seq, Job(index=-1, cache=cache, history=prompt + seq, start=len(prompt))

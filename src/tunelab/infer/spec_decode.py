@@ -4,7 +4,7 @@ Every pass feeds each sequence's last token plus a guess of the tokens after it 
 One pass gives the logits after every fed token, so the guess's prefix that equals the greedy
 tokens is accepted, with the greedy token after it, and the rest is cropped from the cache: the
 output is greedy decoding's, only reached in fewer passes. Sequences of different lengths share a
-pass through a left-padded stacked cache (`kv_batch`), so the weights are read once for all.
+pass through a left-padded stacked cache (`models/compat.py`), so the weights are read once for all.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tunelab.infer.kv_batch import cache_row, stack_caches
+from tunelab.models.compat import cache_row, stack_caches
 from tunelab.infer.lookup import NgramLookup
 
 # On CPU the output layer's matmul (262k rows for Gemma 3) takes a slow path for 4 to 15 rows of

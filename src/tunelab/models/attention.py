@@ -23,6 +23,8 @@ from contextlib import contextmanager
 
 import torch
 
+from tunelab.models.compat import attn_implementation
+
 PACKED = "tunelab_packed"
 _varlen = None  # torch.nn.attention.varlen.varlen_attn, resolved on first CUDA use; False when missing
 
@@ -111,7 +113,7 @@ def packed_attention(model):
     transformers skips mask creation for implementations it has no mask function for."""
     register()
     lm = model.get_base_model() if hasattr(model, "get_base_model") else model
-    before = lm.config._attn_implementation
+    before = attn_implementation(lm)
     lm.set_attn_implementation(PACKED)
     try:
         yield

@@ -9,6 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tunelab.models.compat import drop_quantizer
 from tunelab.utils.errors import ModelError
 from tunelab.utils.log import log
 from tunelab.utils.paths import cache_dir
@@ -64,9 +65,7 @@ def import_gguf(gguf: Path) -> Path:
     except Exception as e:  # transformers raises many types for unsupported GGUF architectures
         raise ModelError(f"{gguf}: cannot import this GGUF file ({type(e).__name__}: {e})") from None
     # The weights are dequantized to float32 already; drop the GGUF quantizer so it saves plainly.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
+    drop_quantizer(model)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:

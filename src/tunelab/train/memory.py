@@ -16,6 +16,7 @@ import contextlib
 import math
 from dataclasses import dataclass
 
+from tunelab.models.compat import has_layer_checkpointing, set_layer_checkpointing
 from tunelab.train.loss import causal_lm, decoder_layers
 
 PROBE_TOKENS = 64
@@ -65,7 +66,7 @@ class ActivationBudget:
     def for_model(cls, model, budget_mb: float, autocast=contextlib.nullcontext) -> "ActivationBudget":
         """Measure `model`, enable transformers' per-layer checkpointing, start with none of it on."""
         layers = decoder_layers(model)
-        if not layers or not hasattr(layers[0], "gradient_checkpointing"):
+        if not layers or not has_layer_checkpointing(layers[0]):
             from tunelab.utils.errors import ConfigError
 
             raise ConfigError(f"train.activation_memory_mb: {type(causal_lm(model)).__name__} has no decoder "
@@ -80,7 +81,7 @@ class ActivationBudget:
         else:
             lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         for layer in layers:  # enabled on all; fit() turns it on per batch
-            layer.gradient_checkpointing = False
+            set_layer_checkpointing(layer, False)
         return cls(budget_mb * 2**20, per_token, kept, layers)
 
     def layers_for(self, tokens: int) -> int:
@@ -95,7 +96,7 @@ class ActivationBudget:
         """Checkpoint the bottom layers_for(tokens) layers for the next batch; returns that number."""
         k = self.layers_for(tokens)
         for i, layer in enumerate(self.layers):
-            layer.gradient_checkpointing = i < k
+            set_layer_checkpointing(layer, i < k)
         self.steps += 1
         self.steps_checkpointed += k > 0
         self.layers_checkpointed += k

@@ -9,6 +9,7 @@ is over 100x slower than fp32, so `auto` keeps fp32 there.
 
 from __future__ import annotations
 
+from tunelab.models.compat import cpu_has_amx
 from tunelab.utils.errors import ConfigError
 
 CHOICES = ("auto", "bf16", "no")
@@ -16,12 +17,7 @@ CHOICES = ("auto", "bf16", "no")
 
 def cpu_has_bf16_matmul() -> bool:
     """True when this CPU has AMX tiles (oneDNN's fast bf16 path) and the kernel lets torch use them."""
-    import torch
-
-    try:
-        return bool(torch.cpu._is_amx_tile_supported() and torch.cpu._init_amx())
-    except (AttributeError, RuntimeError):  # older torch, or AMX not permitted by the kernel
-        return False
+    return cpu_has_amx()
 
 
 def resolve_mixed_precision(name: str, device: str, weight_dtype: str) -> str:

@@ -1,0 +1,127 @@
+"""The fence: every use of a private or unstable internal of transformers / torch lives here, behind one
+function each, with a contract test in tests/unit/test_compat.py that fails loudly when an upgrade
+changes it. No module outside this one touches these names (tests/unit/test_compat.py checks that).
+
+Pinned: transformers 5.24, torch 2.13 (pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import copy
+
+# ----------------------------------------------------------------------------- CPU features (torch)
+
+
+def cpu_has_amx() -> bool:
+    """True when this CPU has AMX tiles and the kernel lets torch use them (torch.cpu private probes)."""
+    import torch
+
+    try:
+        return bool(torch.cpu._is_amx_tile_supported() and torch.cpu._init_amx())
+    except (AttributeError, RuntimeError):  # older torch, or AMX not permitted by the kernel
+        return False
+
+
+# ----------------------------------------------------------------------------- model internals
+
+
+def attn_implementation(model) -> str:
+    """The attention implementation a transformers model runs with (config._attn_implementation)."""
+    return model.config._attn_implementation
+
+
+def has_layer_checkpointing(layer) -> bool:
+    """Whether a decoder layer is a transformers GradientCheckpointingLayer with a per-layer switch."""
+    return hasattr(layer, "gradient_checkpointing")
+
+
+def set_layer_checkpointing(layer, on: bool) -> None:
+    """Checkpoint this one layer or not; the model's checkpointing must have been enabled once before."""
+    layer.gradient_checkpointing = on
+
+
+def drop_quantizer(model) -> None:
+    """Forget the quantizer of a model whose weights were dequantized on load (GGUF), so it saves plainly."""
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+
+
+# ----------------------------------------------------------------------------- KV caches (transformers)
+# DynamicCache's layer list and its two plain layer types: full attention (DynamicLayer) and sliding
+# window (DynamicSlidingWindowLayer, with past recording so a later crop can go back).
+
+
+def new_dialog_cache(model):
+    """A DynamicCache whose sliding-window layers keep what a later crop(-n) needs, until crop(0) trims them."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    cache.activate_past_recording()
+    return cache
+
+
+def stackable(cache) -> bool:
+    """True when every layer is one of DynamicCache's two plain layer types (what the functions below handle)."""
+    from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+
+    return all(type(layer) in (DynamicLayer, DynamicSlidingWindowLayer) for layer in cache.layers)
+
+
+def fork_cache(cache):
+    """A copy of a DynamicCache that can grow and be cropped apart from the original.
+
+    Dynamic layers never write into their tensors (they concatenate and slice into new ones), so the
+    copies share them; any other layer type is copied in full.
+    """
+    if not stackable(cache):
+        return copy.deepcopy(cache)
+    out = copy.copy(cache)
+    out.layers = [copy.copy(layer) for layer in cache.layers]
+    return out
+
+
+def _kept(layer, length: int) -> int:
+    """How many of a sequence's `length` tokens a layer keeps: a sliding layer only its window's."""
+    return min(length, layer.sliding_window - 1) if layer.is_sliding else length
+
+
+def stack_caches(caches: list, lengths: list[int]):
+    """One cache for a batch whose row b holds caches[b] (of lengths[b] tokens), right-aligned (left-padded)."""
+    width = max(lengths)
+    out = copy.copy(caches[0])
+    out.layers = []
+    for layers in zip(*(c.layers for c in caches)):
+        layer = copy.copy(layers[0])
+        n = _kept(layer, width)
+        _, heads, _, dim = layers[0].keys.shape
+        keys = layers[0].keys.new_zeros((len(caches), heads, n, dim))
+        values = layers[0].values.new_zeros((len(caches), heads, n, layers[0].values.shape[-1]))
+        for b, (src, length) in enumerate(zip(layers, lengths)):
+            m = _kept(src, length)
+            if m:
+                keys[b, :, n - m:] = src.keys[0, :, -m:]
+                values[b, :, n - m:] = src.values[0, :, -m:]
+        layer.keys, layer.values = keys, values
+        if layer.is_sliding:
+            layer.cumulative_length = width
+        out.layers.append(layer)
+    return out
+
+
+def cache_row(batched, b: int, length: int):
+    """Row b of a stacked cache after a forward pass, as its own cache of `length` tokens.
+
+    The row's tokens are the last `length` positions; a sliding layer holds fewer (its window before
+    the pass, which it keeps while recording its past, plus the pass's tokens), all of them the row's.
+    """
+    out = copy.copy(batched)
+    out.layers = []
+    for layer in batched.layers:
+        row = copy.copy(layer)
+        m = min(length, layer.keys.shape[-2])
+        row.keys, row.values = layer.keys[b:b + 1, :, -m:], layer.values[b:b + 1, :, -m:]
+        if layer.is_sliding:
+            row.cumulative_length = length
+        out.layers.append(row)
+    return out

@@ -1,0 +1,125 @@
+"""Contracts of the private library internals tunelab uses (all in tunelab/models/compat.py): each test
+fails loudly when an upgrade of transformers or torch changes what the fence relies on."""
+
+import ast
+from pathlib import Path
+
+import pytest
+import torch
+
+from tunelab.models import compat
+
+PKG = Path(__file__).resolve().parents[2] / "src" / "tunelab"
+# Names that only the fence may touch: private attributes, private probes, unstable cache internals.
+FENCED = {"_is_amx_tile_supported", "_init_amx", "_attn_implementation", "hf_quantizer", "DynamicLayer",
+          "DynamicSlidingWindowLayer", "activate_past_recording", "_prepare_inputs", "_generate_kwargs"}
+
+
+def names_used(path: Path) -> set[str]:
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Attribute):
+            out.add(node.attr)
+        elif isinstance(node, ast.Name):
+            out.add(node.id)
+        elif isinstance(node, ast.alias):
+            out.add(node.name.split(".")[-1])
+    return out
+
+
+@pytest.mark.xfail(strict=True, reason="trainer.py and engine.py move behind the fence once the reliability "
+                   "branches editing them are merged")
+def test_no_module_outside_the_fence_touches_library_internals():
+    bad = {str(p.relative_to(PKG)): sorted(names_used(p) & FENCED) for p in PKG.rglob("*.py")
+           if p.name != "compat.py"}
+    assert not {k: v for k, v in bad.items() if v}, "move these uses into tunelab/models/compat.py"
+
+
+@pytest.fixture(scope="module")
+def gemma(tiny_gemma):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(tiny_gemma, dtype=torch.float32).eval()
+
+
+def test_cpu_amx_probe_answers_a_bool():
+    assert isinstance(compat.cpu_has_amx(), bool)
+    assert callable(torch.cpu._is_amx_tile_supported)  # the probe itself must still exist
+
+
+def test_attn_implementation_reads_and_follows_set(gemma):
+    before = compat.attn_implementation(gemma)
+    assert before in ("sdpa", "eager")
+    gemma.set_attn_implementation("eager")
+    assert compat.attn_implementation(gemma) == "eager"
+    gemma.set_attn_implementation(before)
+
+
+def test_layer_checkpointing_switch_exists_and_changes_saved_memory(gemma):
+    layers = gemma.model.layers
+    assert all(compat.has_layer_checkpointing(layer) for layer in layers)
+    gemma.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    gemma.train()
+    ids = torch.randint(5, 60, (1, 48))
+
+    def saved() -> int:
+        total = [0]
+
+        def pack(t):
+            total[0] += t.numel() * t.element_size()
+            return t
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            gemma(input_ids=ids).logits.sum()
+        return total[0]
+
+    for layer in layers:
+        compat.set_layer_checkpointing(layer, False)
+    plain = saved()
+    for layer in layers:
+        compat.set_layer_checkpointing(layer, True)
+    checkpointed = saved()
+    gemma.gradient_checkpointing_disable()
+    gemma.eval()
+    assert checkpointed < plain  # the flag really switches recomputation on
+
+
+def test_cache_fork_stack_and_row_round_trip(gemma):
+    """A dialog cache forks apart, and stacked rows decode as each row alone would."""
+    ids = [torch.randint(5, 60, (1, n)) for n in (7, 12)]
+    caches = []
+    for x in ids:
+        cache = compat.new_dialog_cache(gemma)
+        with torch.no_grad():
+            gemma(input_ids=x, past_key_values=cache, use_cache=True)
+        caches.append(cache)
+    assert all(compat.stackable(c) for c in caches)
+    fork = compat.fork_cache(caches[0])
+    fork.crop(-4)
+    assert caches[0].get_seq_length() == 7 and fork.get_seq_length() == 3
+    nxt = torch.tensor([[9], [11]])
+    alone = []
+    for x, c, t in zip(ids, caches, nxt):
+        with torch.no_grad():
+            alone.append(gemma(input_ids=t[None], past_key_values=compat.fork_cache(c), use_cache=True,
+                               position_ids=torch.tensor([[x.shape[1]]])).logits[0, -1])
+    lengths = [x.shape[1] for x in ids]
+    stacked = compat.stack_caches(caches, lengths)
+    width = max(lengths)
+    mask = torch.zeros(2, width + 1, dtype=torch.long)
+    for b, n in enumerate(lengths):
+        mask[b, width - n:] = 1
+    with torch.no_grad():
+        out = gemma(input_ids=nxt, past_key_values=stacked, attention_mask=mask, use_cache=True,
+                    position_ids=torch.tensor([[n] for n in lengths]))
+    for b in range(2):
+        torch.testing.assert_close(out.logits[b, -1], alone[b], rtol=1e-4, atol=1e-4)
+        row = compat.cache_row(stacked, b, lengths[b] + 1)
+        assert row.layers[0].keys.shape[0] == 1 and compat.stackable(row)
+
+
+def test_drop_quantizer_clears_both_places():
+    from types import SimpleNamespace
+
+    m = SimpleNamespace(hf_quantizer=object(), config=SimpleNamespace(quantization_config={"quant_method": "gguf"}))
+    compat.drop_quantizer(m)
+    assert m.hf_quantizer is None and not hasattr(m.config, "quantization_config")
