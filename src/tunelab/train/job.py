@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import tunelab.utils.offline  # noqa: F401
+from transformers import set_seed
 from transformers.trainer_callback import PrinterCallback
 
 from tunelab.config import Config, load_config, save_config
@@ -23,6 +24,8 @@ from tunelab.models import load_model
 from tunelab.models.attention import packed_attention
 from tunelab.evaluate.job import DECODERS
 from tunelab.train.callbacks import MetricsLog, ProgressBar, TimeBudget, peak_rss_mb
+from tunelab.train.checkpoints import (CheckpointMarker, Progress, finished_run, resume_point, trim_metrics,
+                                       whole_run_loss)
 from tunelab.train.loss import is_prompt_learning
 from tunelab.train.memory import ActivationBudget
 from tunelab.train.plot import plot_loss
@@ -123,6 +126,9 @@ def train(cfg: Config | dict | str) -> dict:
     precision = resolve_mixed_precision(cfg.train.mixed_precision, device, cfg.model.dtype)
     if cfg.eval.decode not in DECODERS:
         raise ConfigError(f"eval.decode '{cfg.eval.decode}' is unknown; valid: {', '.join(DECODERS)}")
+    if cfg.train.resume and (done := finished_run(Path(cfg.train.output_dir), cfg.train.max_steps)) is not None:
+        raise ConfigError(f"train.output_dir {cfg.train.output_dir}: already finished at step {done}; nothing to "
+                          "resume (raise train.max_steps to train further)")
 
     # 1. data, model, template: all that can fail on bad input fails before the run dir is touched
     train_data = read_data(cfg.data.train_file, cfg.data)
@@ -141,6 +147,7 @@ def train(cfg: Config | dict | str) -> dict:
     if dev_data is not None:
         dev_rows, dev_stats = _tokenized(cfg.data.dev_file, dev_data, dev_cfg, renderer)
         log.info(dev_stats.line("dev data"))
+    set_seed(cfg.train.seed)  # the adapter's initial weights too, not only what the Trainer draws later
     model = method.apply(model, cfg.method, TrainContext(device, cfg.train.max_steps))
     if cfg.data.packing and is_prompt_learning(model):
         raise ConfigError(f"data.packing=true does not work with method {cfg.method.name}: its virtual tokens "
@@ -167,7 +174,12 @@ def train(cfg: Config | dict | str) -> dict:
 
     # 2. run dir and trainer
     run_dir = _prepare_run_dir(cfg)
+    checkpoint, base = resume_point(run_dir) if cfg.train.resume else (None, Progress())
+    if checkpoint is not None:
+        trim_metrics(run_dir / "metrics.jsonl", base.step)  # the resumed run logs the later steps again
     save_config(cfg, run_dir / "config.yaml")
+    # checkpoints are rotated by CheckpointMarker once marked complete, not by HF before that
+    keep_checkpoints, args.save_total_limit = args.save_total_limit, None
     meter = TokenMeter()
     clock = TimeBudget(cfg.train.time_budget_minutes * 60, meter)
     # bf16 kernels (oneDNN on a CPU) are built and cached per shape: bucketed lengths reuse them
@@ -176,7 +188,8 @@ def train(cfg: Config | dict | str) -> dict:
         model=model, args=args, train_dataset=train_rows, eval_dataset=dev_rows,
         data_collator=PackCollator() if cfg.data.packing else PadCollator(tokenizer.pad_token_id, pad_multiple),
         meter=meter, time_budget_s=clock.budget_s, activation_budget=budget, target_only=cfg.train.target_only_logits,
-        callbacks=[ProgressBar(meter, clock.budget_s), MetricsLog(run_dir / "metrics.jsonl", meter), clock,
+        callbacks=[ProgressBar(meter, clock.budget_s), MetricsLog(run_dir / "metrics.jsonl", meter, base), clock,
+                   CheckpointMarker(meter, base, keep_checkpoints or 0),
                    *(method.callbacks(model) if method.callbacks else [])],
     )
     trainer.remove_callback(PrinterCallback)  # our progress bar and metrics.jsonl replace its prints
@@ -187,21 +200,25 @@ def train(cfg: Config | dict | str) -> dict:
     start = time.time()
     # packed rows: attention per conversation from the collator's boundaries, no mask (models/attention.py)
     with packed_attention(model) if cfg.data.packing else contextlib.nullcontext():
-        result = trainer.train(resume_from_checkpoint=True if cfg.train.resume else None)
-        train_s = time.time() - start
+        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        train_s = base.train_s + time.time() - start  # the whole run's, across resumes
         dev_loss = trainer.evaluate()["eval_loss"] if dev_rows is not None else None
 
-    # 4. save: adapter in PEFT format (whole weights for full/freeze), tokenizer, summary, plot
+    # 4. save: adapter in PEFT format (whole weights for full/freeze), tokenizer, plot, and run.json last:
+    # a run dir without run.json is not finished (a resumed run's old run.json goes before its adapter changes)
+    (run_dir / RUN_FILE).unlink(missing_ok=True)
     model.save_pretrained(run_dir)
     tokenizer.save_pretrained(run_dir)
+    train_loss = whole_run_loss(base, result.training_loss, trainer.state.global_step)
+    tokens = base.tokens + meter.tokens
     summary = {
         "base_model": cfg.model.name_or_path, "model_dir": str(model_dir), "method": cfg.method.name,
         "adapter": method.adapter, "template": template.name, "system_prompt": cfg.data.system_prompt, **params,
         "tool_results": cfg.data.tool_results, "packing": cfg.data.packing, "threads": torch.get_num_threads(),
         "mixed_precision": precision, "frozen_linears_bf16": stored_bf16,
-        "steps": trainer.state.global_step, "train_loss": result.training_loss,
-        "dev_loss": dev_loss, "train_time_s": round(train_s, 1),
-        "tokens_per_s": round(meter.tokens / max(train_s, 1e-9), 1), "tokens": meter.tokens,
+        "steps": trainer.state.global_step, "train_loss": train_loss,
+        "dev_loss": dev_loss, "train_time_s": round(train_s, 1), "resumed_from_step": base.step or None,
+        "tokens_per_s": round(tokens / max(train_s, 1e-9), 1), "tokens": tokens,
         "peak_rss_mb": round(peak_rss_mb(), 1), "stopped_by_time_budget": clock.hit,
         "pad_to_multiple_of": pad_multiple, "activation_budget": budget.summary() if budget else None,
         "train_data": train_stats.__dict__, "device": device,
@@ -216,9 +233,9 @@ def train(cfg: Config | dict | str) -> dict:
         summary["dev_metrics"] = evaluate(run_dir, cfg.data.dev_file, limit=cfg.eval.dev_items,
                                           batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens,
                                           db=cfg.data.db or None, engine=engine, decode=cfg.eval.decode)
-    write_json(run_dir / RUN_FILE, summary)
     plot_loss(run_dir / "metrics.jsonl", run_dir / "loss.png")
-    log.info(f"run saved to {run_dir}: train loss {result.training_loss:.4f}"
+    write_json(run_dir / RUN_FILE, summary)  # last, atomically: the mark of a finished run
+    log.info(f"run saved to {run_dir}: train loss {train_loss:.4f}"
              + (f", dev loss {dev_loss:.4f}" if dev_loss is not None else "")
              + f", {summary['tokens_per_s']} tokens/s; chat with: tunelab chat {run_dir}")
     return {"run_dir": str(run_dir), **summary}
