@@ -119,6 +119,7 @@ def assert_same_run(out: Path, summary: dict, reference) -> None:
     for k, v in ref_adapter.items():
         torch.testing.assert_close(tensors[k], v, rtol=0, atol=1e-6)
     assert json.loads((out / "run.json").read_text())["tokens"] == ref_summary["tokens"]
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-6"]  # save_total_limit 2
 
 
 def test_kill_during_a_step_then_resume_matches_the_uninterrupted_run(tiny_llama, tmp_path, reference):
@@ -191,13 +192,15 @@ def _checkpoint(run: Path, step: int, complete: bool) -> Path:
     return path
 
 
-def test_resume_point_skips_partial_and_never_deletes_without_a_complete_one(tmp_path):
+def test_resume_point_skips_partial_and_never_deletes_without_a_complete_one(tmp_path, caplog):
     run = tmp_path / "run"
     old_partial, _, _, newer = (_checkpoint(run, 1, False), _checkpoint(run, 2, True),
                                 _checkpoint(run, 4, True), _checkpoint(run, 10, False))
     (run / "checkpoint-x").mkdir()  # not ours: left alone
-    path, progress = resume_point(run)
+    with caplog.at_level("INFO", logger="tunelab"):
+        path, progress = resume_point(run)
     assert path.name == "checkpoint-4" and progress == Progress(step=4, tokens=40)
+    assert "resuming from checkpoint-4; removed partial checkpoint-10; skipped partial checkpoint-1" in caplog.text
     assert not newer.exists() and old_partial.exists() and (run / "checkpoint-x").exists()
 
     legacy = tmp_path / "legacy"  # checkpoints from before the markers: an error, not a deletion

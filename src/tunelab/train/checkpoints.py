@@ -103,8 +103,10 @@ def resume_point(run_dir: Path) -> tuple[Path, Progress]:
     partial = [p for s, p in found if s > step and not is_complete(p)]
     for p in partial:
         remove_checkpoint(p)
+    older = [p.name for s, p in found if s < step and not is_complete(p)]
     log.info(f"resuming from {path.name}" + (f"; removed partial {', '.join(p.name for p in partial)}"
-                                              if partial else ""))
+                                              if partial else "")
+             + (f"; skipped partial {', '.join(older)} (left in place)" if older else ""))
     saved = json.loads((path / MARKER).read_text())
     fields = {f.name for f in dataclasses.fields(Progress)}
     return path, Progress(**{k: v for k, v in saved.items() if k in fields})
