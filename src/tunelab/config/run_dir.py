@@ -75,6 +75,10 @@ class RunDir:
         """run.json: the last file a finished run gets."""
         write_json(self.work / RUN_FILE, summary)
 
+    def unfinish(self) -> None:
+        """Drop run.json before a resumed run rewrites its weights: a kill meanwhile leaves it unfinished."""
+        (self.work / RUN_FILE).unlink(missing_ok=True)
+
     def commit(self) -> Path:
         """Put a staged run in place of the old one (a no-op for a run written in place)."""
         if self.work != self.path:

@@ -53,13 +53,16 @@ class ProgressBar(TrainerCallback):
 class MetricsLog(TrainerCallback):
     """Every log event as one JSON line in metrics.jsonl, with tokens/s and peak RSS."""
 
-    def __init__(self, path: Path, meter: TokenMeter):
+    def __init__(self, path: Path, meter: TokenMeter, base=None):
+        # base: the totals a resumed run starts from (train/checkpoints.Progress), so the columns run on
         self.path, self.meter = path, meter
+        self.tokens0, self.targets0, self.elapsed0 = (base.tokens, base.target_tokens, base.train_s) if base else (0, 0, 0)
 
     def on_log(self, args, state, control, logs=None, **kw):
         row = {"step": state.global_step, "epoch": round(state.epoch or 0, 4), **(logs or {}),
-               "tokens_per_s": round(self.meter.rate(), 1), "tokens": self.meter.tokens,
-               "target_tokens": self.meter.targets, "elapsed_s": round(time.time() - self.meter.start, 2),
+               "tokens_per_s": round(self.meter.rate(), 1), "tokens": self.tokens0 + self.meter.tokens,
+               "target_tokens": self.targets0 + self.meter.targets,
+               "elapsed_s": round(self.elapsed0 + time.time() - self.meter.start, 2),
                "peak_rss_mb": round(peak_rss_mb(), 1)}
         append_jsonl(self.path, row)
 

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import tunelab.utils.offline  # noqa: F401
+from transformers import set_seed
 from transformers.trainer_callback import PrinterCallback
 
 from tunelab.config import Config, load_config
@@ -21,6 +22,8 @@ from tunelab.methods import TrainContext, get_method, parameter_report
 from tunelab.models import load_model
 from tunelab.models.attention import packed_attention
 from tunelab.train.callbacks import MetricsLog, ProgressBar, TimeBudget, peak_rss_mb
+from tunelab.train.checkpoints import (CheckpointMarker, Progress, finished_run, resume_point, trim_metrics,
+                                       whole_run_loss)
 from tunelab.train.loss import is_prompt_learning
 from tunelab.train.memory import ActivationBudget
 from tunelab.train.plot import plot_loss
@@ -102,6 +105,11 @@ def train(cfg: Config | dict | str) -> dict:
         raise ConfigError("train.gradient_checkpointing=true checkpoints every layer; train.activation_memory_mb "
                           "checkpoints only what a batch needs: set one of them")
     precision = resolve_mixed_precision(cfg.train.mixed_precision, device, cfg.model.dtype)
+    if cfg.train.resume:  # resume continues the staged replacement if there is one; the check moves nothing
+        resumed = RunDir.prepare(cfg.train.output_dir, resume=True, inputs=run_inputs(cfg)).work
+        if (done := finished_run(resumed, cfg.train.max_steps)) is not None:
+            raise ConfigError(f"train.output_dir {cfg.train.output_dir}: already finished at step {done}; nothing "
+                              "to resume (raise train.max_steps to train further)")
 
     # 1. data, model, template: all that can fail on bad input fails before the run dir is touched
     train_data = read_data(cfg.data.train_file, cfg.data)
@@ -120,6 +128,7 @@ def train(cfg: Config | dict | str) -> dict:
     if dev_data is not None:
         dev_rows, dev_stats = _tokenized(cfg.data.dev_file, dev_data, dev_cfg, renderer)
         log.info(dev_stats.line("dev data"))
+    set_seed(cfg.train.seed)  # the adapter's initial weights too, not only what the Trainer draws later
     model = method.apply(model, cfg.method, TrainContext(device, cfg.train.max_steps))
     if cfg.data.packing and is_prompt_learning(model):
         raise ConfigError(f"data.packing=true does not work with method {cfg.method.name}: its virtual tokens "
@@ -147,8 +156,13 @@ def train(cfg: Config | dict | str) -> dict:
     # 2. run dir (a replaced run is staged beside the old one) and trainer
     run = RunDir.prepare(cfg.train.output_dir, cfg.train.overwrite, cfg.train.resume, run_inputs(cfg))
     run_dir = run.work
+    checkpoint, base = resume_point(run_dir) if cfg.train.resume else (None, Progress())
+    if checkpoint is not None:
+        trim_metrics(run_dir / "metrics.jsonl", base.step)  # the resumed run logs the later steps again
     args = _training_args(cfg, device, dev_rows is not None, overrides, precision, run_dir)
     run.write_config(cfg)
+    # checkpoints are rotated by CheckpointMarker once marked complete, not by HF before that
+    keep_checkpoints, args.save_total_limit = args.save_total_limit, None
     meter = TokenMeter()
     clock = TimeBudget(cfg.train.time_budget_minutes * 60, meter)
     # bf16 kernels (oneDNN on a CPU) are built and cached per shape: bucketed lengths reuse them
@@ -157,7 +171,8 @@ def train(cfg: Config | dict | str) -> dict:
         model=model, args=args, train_dataset=train_rows, eval_dataset=dev_rows,
         data_collator=PackCollator() if cfg.data.packing else PadCollator(tokenizer.pad_token_id, pad_multiple),
         meter=meter, time_budget_s=clock.budget_s, activation_budget=budget, target_only=cfg.train.target_only_logits,
-        callbacks=[ProgressBar(meter, clock.budget_s), MetricsLog(run_dir / "metrics.jsonl", meter), clock,
+        callbacks=[ProgressBar(meter, clock.budget_s), MetricsLog(run_dir / "metrics.jsonl", meter, base), clock,
+                   CheckpointMarker(meter, base, keep_checkpoints or 0),
                    *(method.callbacks(model) if method.callbacks else [])],
     )
     trainer.remove_callback(PrinterCallback)  # our progress bar and metrics.jsonl replace its prints
@@ -168,26 +183,31 @@ def train(cfg: Config | dict | str) -> dict:
     start = time.time()
     # packed rows: attention per conversation from the collator's boundaries, no mask (models/attention.py)
     with packed_attention(model) if cfg.data.packing else contextlib.nullcontext():
-        result = trainer.train(resume_from_checkpoint=True if cfg.train.resume else None)
-        train_s = time.time() - start
+        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        train_s = base.train_s + time.time() - start  # the whole run's, across resumes
         dev_loss = trainer.evaluate()["eval_loss"] if dev_rows is not None else None
 
-    # 4. save: adapter in PEFT format (whole weights for full/freeze), tokenizer, summary, plot
+    # 4. save: adapter in PEFT format (whole weights for full/freeze), tokenizer, plot, and run.json last:
+    # a run dir without run.json is not finished (a resumed run's old run.json goes before its adapter changes)
+    run.unfinish()
     model.save_pretrained(run_dir)
     tokenizer.save_pretrained(run_dir)
+    train_loss = whole_run_loss(base, result.training_loss, trainer.state.global_step)
+    tokens = base.tokens + meter.tokens
     summary = {
         "base_model": cfg.model.name_or_path, "model_dir": str(model_dir), "method": cfg.method.name,
         "adapter": method.adapter, "template": template.name, "system_prompt": cfg.data.system_prompt, **params,
         "tool_results": cfg.data.tool_results, "packing": cfg.data.packing, "threads": torch.get_num_threads(),
         "mixed_precision": precision, "frozen_linears_bf16": stored_bf16,
-        "steps": trainer.state.global_step, "train_loss": result.training_loss,
-        "dev_loss": dev_loss, "train_time_s": round(train_s, 1),
-        "tokens_per_s": round(meter.tokens / max(train_s, 1e-9), 1), "tokens": meter.tokens,
+        "steps": trainer.state.global_step, "train_loss": train_loss,
+        "dev_loss": dev_loss, "train_time_s": round(train_s, 1), "resumed_from_step": base.step or None,
+        "tokens_per_s": round(tokens / max(train_s, 1e-9), 1), "tokens": tokens,
         "peak_rss_mb": round(peak_rss_mb(), 1), "stopped_by_time_budget": clock.hit,
         "pad_to_multiple_of": pad_multiple, "activation_budget": budget.summary() if budget else None,
         "train_data": train_stats.__dict__, "device": device,
     }
-    run.write_summary(summary)  # the run is complete from here on; dev metrics are added below
+    plot_loss(run_dir / "metrics.jsonl", run_dir / "loss.png")
+    run.write_summary(summary)  # last, atomically: the mark of a finished run (dev metrics are added below)
     if cfg.eval.dev_items and cfg.data.dev_file:  # task metrics on a dev subset, beside the dev loss
         from tunelab.evaluate.job import evaluate
         from tunelab.infer.engine import ChatEngine, load_engine
@@ -199,9 +219,8 @@ def train(cfg: Config | dict | str) -> dict:
                                           batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens,
                                           db=cfg.data.db or None, engine=engine, decode=cfg.eval.decode)
         run.write_summary(summary)
-    plot_loss(run_dir / "metrics.jsonl", run_dir / "loss.png")
     run_dir = run.commit()
-    log.info(f"run saved to {run_dir}: train loss {result.training_loss:.4f}"
+    log.info(f"run saved to {run_dir}: train loss {train_loss:.4f}"
              + (f", dev loss {dev_loss:.4f}" if dev_loss is not None else "")
              + f", {summary['tokens_per_s']} tokens/s; chat with: tunelab chat {run_dir}")
     return {"run_dir": str(run_dir), **summary}

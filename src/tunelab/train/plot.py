@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from tunelab.utils.io import atomic_path
+from tunelab.utils.io import atomic_path, read_jsonl_tolerant
 
 
 def plot_loss(metrics_path: Path, out_path: Path) -> Path | None:
     if not metrics_path.is_file():
         return None
-    rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    rows = [r for r in read_jsonl_tolerant(metrics_path) if isinstance(r, dict) and "step" in r]  # a kill may tear one
     train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
     dev = [(r["step"], r["eval_loss"]) for r in rows if "eval_loss" in r]
     if not train and not dev:

@@ -38,6 +38,7 @@ class TokenMeter:
 
     tokens: int = 0  # real (non-pad) tokens
     targets: int = 0  # supervised tokens
+    loss_sum: float = 0.0  # sum of the training losses, per optimizer step as HF sums them (for resumed runs)
     start: float = field(default_factory=time.time)
 
     def rate(self) -> float:
@@ -95,6 +96,7 @@ class SFTTrainer(Trainer):
             mask = inputs.get("attention_mask")
             self.meter.tokens += int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
             self.meter.targets += n_targets
+            self.meter.loss_sum += float(loss.detach())
         return (loss, None) if return_outputs else loss
 
     def _autocast(self):

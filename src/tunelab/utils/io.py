@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from tunelab.utils.log import log
+
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -40,5 +42,30 @@ def write_jsonl(path: str | Path, rows: list[Any]) -> None:
 
 
 def append_jsonl(path: str | Path, row: Any) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    """Append `row` as one line with one write on an O_APPEND descriptor, so a kill leaves the whole line
+    or none of it. A torn last line left by an earlier writer is ended first: this row is not glued onto it."""
+    data = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data
+        written = os.write(fd, data)
+        while written < len(data):  # a short write (disk full, signal): finish the line rather than tear it
+            written += os.write(fd, data[written:])
+    finally:
+        os.close(fd)
+
+
+def read_jsonl_tolerant(path: str | Path) -> list[Any]:
+    """The JSON values of a JSONL file a crash may have torn: a line that does not parse (a torn last
+    line, say) is skipped with a warning naming the file and line, not raised."""
+    rows = []
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            log.warning(f"{path}:{n}: skipped a line that is not valid JSON (torn by an interrupted write?)")
+    return rows
