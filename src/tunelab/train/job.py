@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import time
 from pathlib import Path
 
 import tunelab.utils.offline  # noqa: F401
-from transformers import set_seed
 from transformers.trainer_callback import PrinterCallback
 
 from tunelab.config import Config, load_config
 from tunelab.config.run_dir import RunDir
-from tunelab.data.cache import cache_key, load_or_build
 from tunelab.data.collate import PackCollator, PadCollator
-from tunelab.data.dataset import encode_rows, read_data
-from tunelab.data.render import Renderer
-from tunelab.data.template import get_template
-from tunelab.methods import TrainContext, get_method, parameter_report
-from tunelab.models import load_model
+from tunelab.methods import parameter_report
 from tunelab.models.attention import packed_attention
 from tunelab.train.callbacks import MetricsLog, ProgressBar, TimeBudget, peak_rss_mb
 from tunelab.train.checkpoints import (CheckpointMarker, Progress, finished_run, resume_point, trim_metrics,
@@ -28,11 +21,12 @@ from tunelab.train.loss import is_prompt_learning
 from tunelab.train.memory import ActivationBudget
 from tunelab.train.plot import plot_loss
 from tunelab.train.precision import autocast, resolve_mixed_precision, store_frozen_linears
+from tunelab.train.tasks import get_task
 from tunelab.train.trainer import SFTTrainer, TokenMeter, compile_layers
 from tunelab.utils.errors import ConfigError
 from tunelab.utils.log import log
-from tunelab.utils.paths import cache_dir
 from tunelab.utils.safety import check_output
+
 
 def _training_args(cfg: Config, device: str, has_dev: bool, method_overrides: dict, precision: str,
                    output_dir: Path):
@@ -65,22 +59,6 @@ def _training_args(cfg: Config, device: str, has_dev: bool, method_overrides: di
         raise ConfigError(f"train: {e}") from None
 
 
-def _tokenized(path: str, data, data_cfg, renderer: Renderer):
-    """Rendered rows, from the tokenization cache when the same inputs were rendered before."""
-    def build():
-        return encode_rows(path, data, data_cfg, renderer)
-
-    if not data_cfg.cache:
-        return build()
-    key = cache_key(path, renderer.tokenizer, renderer.template.name, data_cfg.system_prompt, data_cfg.max_length,
-                    tool_results=data_cfg.tool_results, format=data_cfg.format,
-                    skip_invalid=data_cfg.skip_invalid, max_samples=data_cfg.max_samples)
-    rows, stats, hit, saved = load_or_build(key, build, cache_dir() / "datasets")
-    if hit:
-        log.info(f"{path}: tokenized rows from the cache ({saved:.1f} s of tokenization saved)")
-    return rows, stats
-
-
 def run_inputs(cfg: Config) -> list[str]:
     """The files a training job reads: its output may be none of them, nor hold them."""
     return [p for p in (cfg.data.train_file, cfg.data.dev_file, cfg.data.db) if p]
@@ -92,9 +70,7 @@ def train(cfg: Config | dict | str) -> dict:
 
     if not isinstance(cfg, Config):
         cfg = load_config(cfg) if isinstance(cfg, str) else load_config(overrides=cfg)
-    if cfg.data.task != "sft":  # classify: its own job (train/classify.py)
-        from tunelab.train.classify import train_classifier
-        return train_classifier(cfg)
+    task = get_task(cfg.data.task)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
@@ -111,31 +87,21 @@ def train(cfg: Config | dict | str) -> dict:
             raise ConfigError(f"train.output_dir {cfg.train.output_dir}: already finished at step {done}; nothing "
                               "to resume (raise train.max_steps to train further)")
 
-    # 1. data, model, template: all that can fail on bad input fails before the run dir is touched
-    train_data = read_data(cfg.data.train_file, cfg.data)
-    dev_data = None
-    if cfg.data.dev_file:
-        dev_cfg = dataclasses.replace(cfg.data, max_samples=cfg.data.dev_max_samples)
-        dev_data = read_data(cfg.data.dev_file, dev_cfg)
-    method = get_method(cfg.method.name)
-    load_extra = method.load_kwargs(cfg.method, device) if method.load_kwargs else {}
-    model, tokenizer, model_dir = load_model(cfg.model, device, **load_extra)
-    template = get_template(cfg.data.template, tokenizer, cfg.data.tool_results)
-    renderer = Renderer(template, tokenizer, cfg.data.system_prompt)
-    train_rows, train_stats = _tokenized(cfg.data.train_file, train_data, cfg.data, renderer)
-    log.info(train_stats.line(f"train data ({template.name} template)"))
-    dev_rows = None
-    if dev_data is not None:
-        dev_rows, dev_stats = _tokenized(cfg.data.dev_file, dev_data, dev_cfg, renderer)
-        log.info(dev_stats.line("dev data"))
-    set_seed(cfg.train.seed)  # the adapter's initial weights too, not only what the Trainer draws later
-    model = method.apply(model, cfg.method, TrainContext(device, cfg.train.max_steps))
+    # 1. the task's data and model (method applied), then the levers: all that can fail on bad input fails
+    # before the run dir is touched
+    prepared = task.prepare(cfg, device)
+    model, tokenizer, method = prepared.model, prepared.tokenizer, prepared.method
+    prepared.precision = precision
+    if cfg.data.packing and not prepared.causal:
+        raise ConfigError(f"data.packing=true packs causal-LM rows; the {task.name} task's rows here are not "
+                          "(an encoder's): set data.packing=false")
     if cfg.data.packing and is_prompt_learning(model):
         raise ConfigError(f"data.packing=true does not work with method {cfg.method.name}: its virtual tokens "
                           "would be shared by the packed conversations; set data.packing=false")
     # bf16 autocast on a CPU: frozen linear weights stored in bf16 once, not cast every step
     stored_bf16 = store_frozen_linears(model, torch.bfloat16) if (
         precision == "bf16" and device == "cpu" and method.adapter) else 0
+    prepared.frozen_bf16 = stored_bf16
     budget = None
     if cfg.train.activation_memory_mb:  # measured on the model as it trains: method, dtype, autocast
         budget = ActivationBudget.for_model(model, cfg.train.activation_memory_mb,
@@ -149,6 +115,7 @@ def train(cfg: Config | dict | str) -> dict:
     log.info(f"method {cfg.method.name}: {params['trainable_params']:,} trainable of "
              f"{params['total_params']:,} parameters ({params['trainable_percent']}%)")
     overrides = method.train_overrides(device) if method.train_overrides else {}
+    dev_rows = prepared.dev_rows
     _training_args(cfg, device, dev_rows is not None, overrides, precision, Path(cfg.train.output_dir))  # checked
     log.info(f"mixed precision: {precision} ({cfg.train.mixed_precision} on {device})"
              + (f"; {stored_bf16} frozen linear layers stored in bf16" if stored_bf16 else ""))
@@ -167,10 +134,12 @@ def train(cfg: Config | dict | str) -> dict:
     clock = TimeBudget(cfg.train.time_budget_minutes * 60, meter)
     # bf16 kernels (oneDNN on a CPU) are built and cached per shape: bucketed lengths reuse them
     pad_multiple = cfg.data.pad_to_multiple_of or (64 if precision == "bf16" else 1)
+    collator = prepared.collator or (
+        PackCollator() if cfg.data.packing else PadCollator(tokenizer.pad_token_id, pad_multiple))
     trainer = SFTTrainer(
-        model=model, args=args, train_dataset=train_rows, eval_dataset=dev_rows,
-        data_collator=PackCollator() if cfg.data.packing else PadCollator(tokenizer.pad_token_id, pad_multiple),
-        meter=meter, time_budget_s=clock.budget_s, activation_budget=budget, target_only=cfg.train.target_only_logits,
+        model=model, args=args, train_dataset=prepared.train_rows, eval_dataset=dev_rows, data_collator=collator,
+        meter=meter, time_budget_s=clock.budget_s, activation_budget=budget, causal=prepared.causal,
+        target_only=cfg.train.target_only_logits,
         callbacks=[ProgressBar(meter, clock.budget_s), MetricsLog(run_dir / "metrics.jsonl", meter, base), clock,
                    CheckpointMarker(meter, base, keep_checkpoints or 0),
                    *(method.callbacks(model) if method.callbacks else [])],
@@ -195,29 +164,20 @@ def train(cfg: Config | dict | str) -> dict:
     train_loss = whole_run_loss(base, result.training_loss, trainer.state.global_step)
     tokens = base.tokens + meter.tokens
     summary = {
-        "base_model": cfg.model.name_or_path, "model_dir": str(model_dir), "method": cfg.method.name,
-        "adapter": method.adapter, "template": template.name, "system_prompt": cfg.data.system_prompt, **params,
-        "tool_results": cfg.data.tool_results, "packing": cfg.data.packing, "threads": torch.get_num_threads(),
-        "mixed_precision": precision, "frozen_linears_bf16": stored_bf16,
+        "task": task.name, "base_model": cfg.model.name_or_path, "model_dir": str(prepared.model_dir),
+        "method": cfg.method.name, "adapter": method.adapter, **prepared.summary, **params,
+        "threads": torch.get_num_threads(), "mixed_precision": precision, "frozen_linears_bf16": stored_bf16,
         "steps": trainer.state.global_step, "train_loss": train_loss,
         "dev_loss": dev_loss, "train_time_s": round(train_s, 1), "resumed_from_step": base.step or None,
         "tokens_per_s": round(tokens / max(train_s, 1e-9), 1), "tokens": tokens,
         "peak_rss_mb": round(peak_rss_mb(), 1), "stopped_by_time_budget": clock.hit,
         "pad_to_multiple_of": pad_multiple, "activation_budget": budget.summary() if budget else None,
-        "train_data": train_stats.__dict__, "device": device,
+        "device": device,
     }
     plot_loss(run_dir / "metrics.jsonl", run_dir / "loss.png")
     run.write_summary(summary)  # last, atomically: the mark of a finished run (dev metrics are added below)
-    if cfg.eval.dev_items and cfg.data.dev_file:  # task metrics on a dev subset, beside the dev loss
-        from tunelab.evaluate.job import evaluate
-        from tunelab.infer.engine import ChatEngine, load_engine
-
-        # the trained model in memory, unless its frozen weights are bf16 (then from disk, as evaluate will)
-        engine = load_engine(run_dir) if stored_bf16 else ChatEngine(model, tokenizer, template,
-                                                                      cfg.data.system_prompt)
-        summary["dev_metrics"] = evaluate(run_dir, cfg.data.dev_file, limit=cfg.eval.dev_items,
-                                          batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens,
-                                          db=cfg.data.db or None, engine=engine, decode=cfg.eval.decode)
+    if (metrics := task.evaluate(cfg, prepared, run_dir)) is not None:  # task metrics beside the dev loss
+        summary["dev_metrics"] = metrics
         run.write_summary(summary)
     run_dir = run.commit()
     log.info(f"run saved to {run_dir}: train loss {train_loss:.4f}"

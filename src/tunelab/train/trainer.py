@@ -46,19 +46,24 @@ class TokenMeter:
 
 
 class SFTTrainer(Trainer):
-    """Trainer whose loss projects to the vocabulary only where a label is supervised."""
+    """Trainer whose loss projects to the vocabulary only where a label is supervised (causal rows), with a
+    token meter and a time-based schedule; `causal=False` (an encoder's rows) keeps the model's own loss."""
 
     # compute_loss divides by the tokens of the whole accumulated batch itself.
     loss_is_scaled_for_ga = True
 
     def __init__(self, *args, meter: TokenMeter | None = None, target_only: bool = True,
-                 time_budget_s: float = 0.0, activation_budget=None, **kw):
+                 time_budget_s: float = 0.0, activation_budget=None, causal: bool = True, **kw):
         super().__init__(*args, **kw)
+        self.causal = causal
         self.activation_budget = activation_budget  # train/memory.py: which layers checkpoint, per batch
         self.meter = meter or TokenMeter()
         self.time_budget_s = time_budget_s
         self.target_only = target_only
-        self.model_accepts_loss_kwargs = True  # so the Trainer counts num_items_in_batch for us
+        if causal:
+            self.model_accepts_loss_kwargs = True  # so the Trainer counts num_items_in_batch for us
+        else:
+            self.loss_is_scaled_for_ga = None  # the model's own loss: the Trainer scales it as usual
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         """With a time budget and no step count, decay the learning rate over time, not steps.
@@ -90,6 +95,12 @@ class SFTTrainer(Trainer):
         # (decoder and LM head called apart): so the loss gets its own autocast here (dev loss too).
         if model.training and self.activation_budget is not None:
             self.activation_budget.fit(inputs["input_ids"].numel())
+        if not self.causal:
+            out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            if model.training:
+                self.meter.tokens += int(inputs["attention_mask"].sum())
+                self.meter.loss_sum += float((out[0] if return_outputs else out).detach())
+            return out
         with self._autocast():
             loss, n_targets = lm_loss(model, inputs, num_items_in_batch, self.target_only)
         if model.training:
@@ -105,7 +116,10 @@ class SFTTrainer(Trainer):
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         import torch
 
-        inputs = self._prepare_inputs(inputs)
+        if not self.causal:
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+        device = self.args.device
+        inputs = {k: v.to(device) if hasattr(v, "to") else v for k, v in inputs.items()}
         with torch.no_grad(), self._autocast():
             loss, _ = lm_loss(model, inputs, None, self.target_only)
         return loss.detach(), None, None

@@ -1,4 +1,4 @@
-"""`tunelab train` with `data.task: classify`: `text`/`label` rows -> a classifier run directory.
+"""`data.task: classify`: `text`/`label` rows -> a classifier run directory.
 
 Two ways, picked by the model directory's config:
 - an encoder (BERT-style): AutoModelForSequenceClassification with a fresh head, LoRA (task SEQ_CLS,
@@ -7,39 +7,28 @@ Two ways, picked by the model directory's config:
   the loss is on the label tokens only; a dev text is classified by the label whose tokens (and the
   end-of-turn marker) have the highest summed log-probability after the prompt - no free generation.
 
-Both end with accuracy and macro F1 on data.dev_file, metrics.json and confusion.png in the run dir.
+Both end with accuracy and macro F1 on data.dev_file, metrics.json and confusion.png in the run dir. The
+causal way trains with every lever sft has (packing, bf16 weight storage, activation budget, compile).
 """
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
-import tunelab.utils.offline  # noqa: F401
-from transformers.trainer_callback import PrinterCallback
-
 from tunelab.config import Config
-from tunelab.data.collate import PadCollator
-from tunelab.data.dataset import encode_rows
 from tunelab.data.labeled import as_conversations, check_labels, read_labeled
 from tunelab.data.render import Renderer
+from tunelab.data.dataset import encode_rows
 from tunelab.data.schema import Turn
-from tunelab.data.template import get_template
 from tunelab.evaluate.metrics import classification_metrics
-from tunelab.methods import TrainContext, get_method, parameter_report
-from tunelab.models import load_model
+from tunelab.methods import TrainContext, get_method
 from tunelab.models.load import load_tokenizer, pick_dtype, resolve_model_dir
-from tunelab.train.callbacks import MetricsLog, ProgressBar, TimeBudget, peak_rss_mb
-from tunelab.config.run_dir import RunDir
-from tunelab.train.job import _training_args, run_inputs
-from tunelab.train.precision import resolve_mixed_precision
-from tunelab.train.plot import plot_loss
-from tunelab.train.trainer import SFTTrainer, TokenMeter
+from tunelab.train.precision import autocast
+from tunelab.train.tasks.base import Prepared, Task, apply_method, load_causal, register_task
 from tunelab.utils.errors import ConfigError, ModelError
 from tunelab.utils.io import atomic_path, write_json
 from tunelab.utils.log import log
-from tunelab.utils.safety import check_output
 
 ENCODER_TYPES = {"bert", "roberta", "xlm-roberta", "distilbert", "albert", "electra", "deberta",
                  "deberta-v2", "mpnet", "camembert", "modernbert"}
@@ -197,21 +186,11 @@ def _evaluate(run_dir: Path, golds: list[str], preds: list[str], labels: list[st
     return metrics
 
 
-# ----------------------------------------------------------------------------- the job
+# ----------------------------------------------------------------------------- the task
 
 
-def train_classifier(cfg: Config) -> dict:
-    """Train a classifier per `cfg` (data.task classify); return the run summary (also run.json)."""
-    import torch
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    if cfg.data.task != "classify":
-        raise ConfigError(f"data.task '{cfg.data.task}' is not one of sft, classify")
-    if not cfg.data.train_file:
-        raise ConfigError("data.train_file is empty; set it in the config or with --data.train_file=PATH")
-    check_output(cfg.train.output_dir, run_inputs(cfg), "train.output_dir")
-
-    # 1. data, labels, model: everything that can fail on bad input fails before the run dir is touched
+def _labels(cfg: Config):
+    """(train pairs, dev pairs, label list), every row and label checked."""
     train_pairs = read_labeled(cfg.data.train_file)
     if cfg.data.max_samples:
         train_pairs = train_pairs[:cfg.data.max_samples]
@@ -223,82 +202,62 @@ def train_classifier(cfg: Config) -> dict:
     if cfg.data.dev_file:
         dev_pairs = read_labeled(cfg.data.dev_file, min_labels=1)
         check_labels(cfg.data.dev_file, dev_pairs, labels)
+    return train_pairs, dev_pairs, labels
+
+
+def prepare(cfg: Config, device: str) -> Prepared:
+    train_pairs, dev_pairs, labels = _labels(cfg)  # bad data fails before a model loads
     model_dir = resolve_model_dir(cfg.model.name_or_path)
-    encoder = is_encoder(model_dir)
-    meter = TokenMeter()
-    if encoder:
+    state = {"labels": labels, "dev_pairs": dev_pairs}
+    if is_encoder(model_dir):
+        from transformers import set_seed
+
+        set_seed(cfg.train.seed)  # the new head's initial weights (and the adapter's)
         model, tokenizer = _load_encoder(cfg, model_dir, labels, device)
         model = _apply_encoder_method(model, cfg)
         label2id = {l: i for i, l in enumerate(labels)}
         train_rows = _encode_texts(tokenizer, train_pairs, label2id, cfg.data.max_length)
-        adapter, template, overrides = cfg.method.name == "lora", None, {}
-    else:
-        method = get_method(cfg.method.name)
-        load_extra = method.load_kwargs(cfg.method, device) if method.load_kwargs else {}
-        model, tokenizer, model_dir = load_model(cfg.model, device, **load_extra)
-        template = get_template(cfg.data.template, tokenizer)
-        renderer = Renderer(template, tokenizer, cfg.data.system_prompt)
-        convs = as_conversations(train_pairs, cfg.data.train_file)
-        train_rows, stats = encode_rows(cfg.data.train_file, (convs, 0), cfg.data, renderer)
-        log.info(stats.line(f"train data ({template.name} template, label words)"))
-        model = method.apply(model, cfg.method, TrainContext(device, cfg.train.max_steps))
-        adapter = method.adapter
-        overrides = method.train_overrides(device) if method.train_overrides else {}
-    params = parameter_report(model)
-    log.info(f"classify ({'sequence-classification head' if encoder else 'label words'}), method "
-             f"{cfg.method.name}: {params['trainable_params']:,} trainable of {params['total_params']:,} "
-             f"parameters; labels {labels}")
-    precision = resolve_mixed_precision(cfg.train.mixed_precision, device, cfg.model.dtype)
-    _training_args(cfg, device, False, overrides, precision, Path(cfg.train.output_dir))  # checked before writing
+        dev_rows = _encode_texts(tokenizer, dev_pairs, label2id, cfg.data.max_length) if dev_pairs else None
+        from transformers import DataCollatorWithPadding
 
-    # 2. run dir (a replaced run is staged beside the old one) and trainer
-    run = RunDir.prepare(cfg.train.output_dir, cfg.train.overwrite, cfg.train.resume, run_inputs(cfg))
-    run_dir = run.work
-    args = _training_args(cfg, device, False, overrides, precision, run_dir)
-    run.write_config(cfg)
-    budget = TimeBudget(cfg.train.time_budget_minutes * 60, meter)
-    callbacks = [ProgressBar(meter, budget.budget_s), MetricsLog(run_dir / "metrics.jsonl", meter), budget]
-    if encoder:
-        from transformers import DataCollatorWithPadding, Trainer
-
-        trainer = Trainer(model=model, args=args, train_dataset=train_rows,
-                          data_collator=DataCollatorWithPadding(tokenizer), callbacks=callbacks)
-    else:
-        trainer = SFTTrainer(model=model, args=args, train_dataset=train_rows,
-                             data_collator=PadCollator(tokenizer.pad_token_id), meter=meter,
-                             time_budget_s=budget.budget_s,
-                             callbacks=callbacks + (method.callbacks(model) if method.callbacks else []))
-    trainer.remove_callback(PrinterCallback)
-
-    # 3. train
-    start = time.time()
-    result = trainer.train(resume_from_checkpoint=True if cfg.train.resume else None)
-    train_s = time.time() - start
-
-    # 4. save, then dev metrics
-    model.save_pretrained(run_dir)
-    tokenizer.save_pretrained(run_dir)
-    summary = {
-        "task": "classify", "head": "sequence_classification" if encoder else "label_words",
-        "labels": labels, "base_model": cfg.model.name_or_path, "model_dir": str(model_dir),
-        "method": cfg.method.name, "adapter": adapter, "template": template.name if template else None,
-        "system_prompt": cfg.data.system_prompt, **params, "steps": trainer.state.global_step,
-        "train_loss": result.training_loss, "train_time_s": round(train_s, 1),
-        "peak_rss_mb": round(peak_rss_mb(), 1), "stopped_by_time_budget": budget.hit,
-        "train_rows": len(train_rows), "device": device,
-    }
+        log.info(f"classify: sequence-classification head, labels {labels}")
+        summary = {"task": "classify", "head": "sequence_classification", "labels": labels, "template": None,
+                   "system_prompt": cfg.data.system_prompt, "train_rows": len(train_rows)}
+        return Prepared(model, tokenizer, model_dir, get_method(cfg.method.name), train_rows, dev_rows,
+                        causal=False, collator=DataCollatorWithPadding(tokenizer), summary=summary, state=state)
+    method, model, tokenizer, model_dir, template, renderer = load_causal(cfg, device)
+    train_rows, stats = encode_rows(cfg.data.train_file, (as_conversations(train_pairs, cfg.data.train_file), 0),
+                                    cfg.data, renderer)
+    dev_rows = None
     if dev_pairs:
-        texts, golds = [t for t, _ in dev_pairs], [l for _, l in dev_pairs]
-        if encoder:
-            preds = predict_encoder(model, tokenizer, texts, labels, cfg.data.max_length, cfg.eval.batch_size)
-        else:
-            preds = predict_label_words(model, renderer, texts, labels, cfg.eval.batch_size)
-        metrics = _evaluate(run_dir, golds, preds, labels)
-        summary["dev_metrics"] = {k: metrics[k] for k in ("accuracy", "macro_f1", "n_items")}
-    else:
+        dev_rows, _ = encode_rows(cfg.data.dev_file, (as_conversations(dev_pairs, cfg.data.dev_file), 0),
+                                  cfg.data, renderer)
+    log.info(stats.line(f"train data ({template.name} template, label words; labels {labels})"))
+    model = apply_method(cfg, method, model, device)
+    summary = {"task": "classify", "head": "label_words", "labels": labels, "template": template.name,
+               "system_prompt": cfg.data.system_prompt, "tool_results": cfg.data.tool_results,
+               "packing": cfg.data.packing, "train_rows": len(train_rows), "train_data": stats.__dict__}
+    return Prepared(model, tokenizer, model_dir, method, train_rows, dev_rows, template=template,
+                    renderer=renderer, summary=summary, state=state)
+
+
+def evaluate(cfg: Config, prepared: Prepared, run_dir: Path) -> dict | None:
+    """Accuracy, macro F1 and the confusion matrix on data.dev_file (metrics.json, confusion.png)."""
+    dev_pairs, labels = prepared.state["dev_pairs"], prepared.state["labels"]
+    if not dev_pairs:
         log.info("no data.dev_file: no accuracy / macro F1 / confusion matrix")
-    plot_loss(run_dir / "metrics.jsonl", run_dir / "loss.png")
-    run.write_summary(summary)
-    run_dir = run.commit()
-    log.info(f"run saved to {run_dir}: train loss {result.training_loss:.4f}")
-    return {"run_dir": str(run_dir), **summary}
+        return None
+    texts, golds = [t for t, _ in dev_pairs], [l for _, l in dev_pairs]
+    device = next(prepared.model.parameters()).device.type
+    with autocast(prepared.precision, device):  # frozen weights may be stored in bf16
+        if prepared.causal:
+            preds = predict_label_words(prepared.model, prepared.renderer, texts, labels, cfg.eval.batch_size)
+        else:
+            preds = predict_encoder(prepared.model, prepared.tokenizer, texts, labels, cfg.data.max_length,
+                                    cfg.eval.batch_size)
+    metrics = _evaluate(run_dir, golds, preds, labels)
+    return {k: metrics[k] for k in ("accuracy", "macro_f1", "n_items")}
+
+
+TASK = register_task(Task("classify", "text classification: an encoder's head, or a causal LM's label words",
+                          prepare, evaluate))

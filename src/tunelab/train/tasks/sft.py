@@ -1,0 +1,46 @@
+"""`data.task: sft`: chat fine-tuning on whole dialogs, labels on assistant and tool-call turns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tunelab.config import Config
+from tunelab.data.dataset import read_data
+from tunelab.train.tasks.base import Prepared, Task, apply_method, dev_config, load_causal, register_task, tokenized
+from tunelab.utils.log import log
+
+
+def prepare(cfg: Config, device: str) -> Prepared:
+    train_data = read_data(cfg.data.train_file, cfg.data)  # bad data fails before a model loads
+    dev_data = read_data(cfg.data.dev_file, dev_config(cfg)) if cfg.data.dev_file else None
+    method, model, tokenizer, model_dir, template, renderer = load_causal(cfg, device)
+    train_rows, train_stats = tokenized(cfg.data.train_file, train_data, cfg.data, renderer)
+    log.info(train_stats.line(f"train data ({template.name} template)"))
+    dev_rows = None
+    if dev_data is not None:
+        dev_rows, dev_stats = tokenized(cfg.data.dev_file, dev_data, dev_config(cfg), renderer)
+        log.info(dev_stats.line("dev data"))
+    model = apply_method(cfg, method, model, device)
+    summary = {"template": template.name, "system_prompt": cfg.data.system_prompt,
+               "tool_results": cfg.data.tool_results, "packing": cfg.data.packing, "train_data": train_stats.__dict__}
+    return Prepared(model, tokenizer, model_dir, method, train_rows, dev_rows, template=template,
+                    renderer=renderer, summary=summary)
+
+
+def evaluate(cfg: Config, prepared: Prepared, run_dir: Path) -> dict | None:
+    """Task metrics on `eval.dev_items` dev items (generation), beside the dev loss."""
+    if not (cfg.eval.dev_items and cfg.data.dev_file):
+        return None
+    from tunelab.evaluate.job import evaluate as evaluate_run
+    from tunelab.infer.engine import ChatEngine, load_engine
+
+    # the trained model in memory, unless its frozen weights are bf16 (then from disk, as `tunelab evaluate` does)
+    engine = load_engine(run_dir) if prepared.frozen_bf16 else ChatEngine(
+        prepared.model, prepared.tokenizer, prepared.template, cfg.data.system_prompt)
+    return evaluate_run(run_dir, cfg.data.dev_file, limit=cfg.eval.dev_items, batch_size=cfg.eval.batch_size,
+                        max_new_tokens=cfg.eval.max_new_tokens, db=cfg.data.db or None, engine=engine,
+                        decode=cfg.eval.decode)
+
+
+TASK = register_task(Task("sft", "chat fine-tuning: whole dialogs, loss on assistant and tool-call turns",
+                          prepare, evaluate))
