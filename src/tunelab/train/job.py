@@ -21,6 +21,7 @@ from tunelab.data.template import get_template
 from tunelab.methods import TrainContext, get_method, parameter_report
 from tunelab.models import load_model
 from tunelab.models.attention import packed_attention
+from tunelab.models.weights import weight_checksums
 from tunelab.evaluate.job import DECODERS
 from tunelab.train.callbacks import MetricsLog, ProgressBar, TimeBudget, peak_rss_mb
 from tunelab.train.loss import is_prompt_learning
@@ -123,6 +124,8 @@ def train(cfg: Config | dict | str) -> dict:
     precision = resolve_mixed_precision(cfg.train.mixed_precision, device, cfg.model.dtype)
     if cfg.eval.decode not in DECODERS:
         raise ConfigError(f"eval.decode '{cfg.eval.decode}' is unknown; valid: {', '.join(DECODERS)}")
+    if cfg.data.db and not Path(cfg.data.db).is_file():
+        raise ConfigError(f"data.db '{cfg.data.db}': database file not found")
 
     # 1. data, model, template: all that can fail on bad input fails before the run dir is touched
     train_data = read_data(cfg.data.train_file, cfg.data)
@@ -205,14 +208,16 @@ def train(cfg: Config | dict | str) -> dict:
         "peak_rss_mb": round(peak_rss_mb(), 1), "stopped_by_time_budget": clock.hit,
         "pad_to_multiple_of": pad_multiple, "activation_budget": budget.summary() if budget else None,
         "train_data": train_stats.__dict__, "device": device,
+        # absolute, so chat/serve/evaluate find it from any directory; sha256 of the weights, checked on load
+        "db": str(Path(cfg.data.db).resolve()) if cfg.data.db else "", "checksums": weight_checksums(run_dir),
     }
     if cfg.eval.dev_items and cfg.data.dev_file:  # task metrics on a dev subset, beside the dev loss
         from tunelab.evaluate.job import evaluate
         from tunelab.infer.engine import ChatEngine, load_engine
 
         # the trained model in memory, unless its frozen weights are bf16 (then from disk, as evaluate will)
-        engine = load_engine(run_dir) if stored_bf16 else ChatEngine(model, tokenizer, template,
-                                                                      cfg.data.system_prompt)
+        engine = (load_engine(run_dir, trust_remote_code=cfg.model.trust_remote_code) if stored_bf16
+                  else ChatEngine(model, tokenizer, template, cfg.data.system_prompt))
         summary["dev_metrics"] = evaluate(run_dir, cfg.data.dev_file, limit=cfg.eval.dev_items,
                                           batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens,
                                           db=cfg.data.db or None, engine=engine, decode=cfg.eval.decode)
