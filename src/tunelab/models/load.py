@@ -8,7 +8,7 @@ import tunelab.utils.offline  # noqa: F401  (sets the HF offline switches before
 from tunelab.config.schema import ModelConfig
 from tunelab.models.gguf_cache import import_gguf
 from tunelab.models.presets import PRESETS
-from tunelab.models.weights import check_safetensors, refuse_pickles, weight_files
+from tunelab.models.weights import check_safetensors, weight_files
 from tunelab.utils.errors import ModelError
 
 
@@ -54,14 +54,11 @@ def load_tokenizer(model_dir: str | Path, trust_remote_code: bool = False):
 def load_model(cfg: ModelConfig, device: str = "cpu", **extra):
     """Return (model, tokenizer, model_dir) for `cfg`, weights in the configured dtype.
 
-    `extra` goes to from_pretrained (a method's quantization_config, for one); with
-    use_safetensors=True a directory holding pickle weights is refused with a ModelError.
-    Safetensors headers are checked first, so a truncated file is one ModelError line."""
+    `extra` goes to from_pretrained (a method's quantization_config, for one; use_safetensors=True
+    to never unpickle). Safetensors headers are checked first: a truncated file is one ModelError."""
     from transformers import AutoModelForCausalLM
 
     model_dir = resolve_model_dir(cfg.name_or_path)
-    if extra.get("use_safetensors"):
-        refuse_pickles(model_dir)
     for f in weight_files(model_dir):
         check_safetensors(f)
     kwargs = {"dtype": pick_dtype(cfg.dtype, device), "trust_remote_code": cfg.trust_remote_code, **extra}

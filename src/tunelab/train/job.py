@@ -197,6 +197,7 @@ def train(cfg: Config | dict | str) -> dict:
     # 4. save: adapter in PEFT format (whole weights for full/freeze), tokenizer, summary, plot
     model.save_pretrained(run_dir)
     tokenizer.save_pretrained(run_dir)
+    (run_dir / RUN_FILE).unlink(missing_ok=True)  # a resumed run's old summary has the old weights' checksums
     summary = {
         "base_model": cfg.model.name_or_path, "model_dir": str(model_dir), "method": cfg.method.name,
         "adapter": method.adapter, "template": template.name, "system_prompt": cfg.data.system_prompt, **params,
