@@ -75,7 +75,7 @@ def _check_writable(out: Path) -> None:
 
 def _run_db(engine) -> str | None:
     """The run's own database for tool execution match; a missing one is a warning, not an error."""
-    if engine.domain != "hotel" or not engine.db:
+    if getattr(engine, "domain", "") != "hotel" or not getattr(engine, "db", ""):
         return None
     if not Path(engine.db).is_file():
         log.warning(f"the run's database {engine.db} is missing: no tool execution metric (pass --db PATH)")
