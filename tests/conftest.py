@@ -75,3 +75,20 @@ def sample_path() -> Path:
 def write_jsonl(path: Path, rows: list) -> Path:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+def greedy_reply(engine, turns, max_new_tokens: int):
+    """The next turn by a plain argmax loop over the engine's model (no `generate`): what `engine.reply` must give."""
+    import torch
+
+    ids = engine.renderer.prompt_ids(turns)
+    out = []
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            seq = torch.tensor([ids + out])
+            logits = engine.model(input_ids=seq, attention_mask=torch.ones_like(seq)).logits[0, -1]
+            nxt = int(logits.argmax())
+            if nxt in engine.stop_ids:
+                break
+            out.append(nxt)
+    return engine.template.parse_reply(engine.tokenizer.decode(out, skip_special_tokens=False))

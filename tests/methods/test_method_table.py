@@ -1,9 +1,11 @@
 """Every method x model family on tiny random models: trains with falling loss, saves, reloads, generates."""
 
 import json
+import re
 
 import pytest
 
+from tests.conftest import greedy_reply
 from tunelab.data.schema import Turn
 from tunelab.infer.engine import GenerationOptions, load_engine
 from tunelab.train.job import train
@@ -41,6 +43,10 @@ def test_method_trains_saves_reloads_generates(name, family, request, sample_pat
     if name == "qlora":
         pytest.importorskip("bitsandbytes")
     overrides, lr = METHODS[name]
+    if name == "prefix_tuning" and (name, family) not in REFUSED:  # found by this test: generate() drops the prefix (see the marker's reason)
+        request.applymarker(pytest.mark.xfail(strict=True, reason=(
+            "transformers 5.24 generate() passes its own `cache` and ignores peft's prefix `past_key_values` "
+            "(warning: 'Both past_key_values and cache are set'): a prefix-tuned run generates without its prefix")))
     cfg = run_cfg(request.getfixturevalue(family), sample_path, tmp_path / "run", name, overrides, lr)
     if (name, family) in REFUSED:
         with pytest.raises(ConfigError, match=REFUSED[(name, family)]):
@@ -51,8 +57,15 @@ def test_method_trains_saves_reloads_generates(name, family, request, sample_pat
     losses = [json.loads(l)["loss"] for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines() if '"loss"' in l]
     assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4, f"{name} on {family}: loss did not fall: {losses}"
     engine = load_engine(tmp_path / "run", device="cpu")
-    reply = engine.reply([Turn("user", content="你好")], GenerationOptions(max_new_tokens=6))
-    assert reply.role in ("assistant", "tool_call")
+    turns = [Turn("user", content="你好")]
+    reply = engine.reply(turns, GenerationOptions(max_new_tokens=6))
+    # the reloaded model generates through the engine what a plain argmax loop over it gives; prompt-learning
+    # adapters re-feed their virtual tokens each uncached step there, so only the first token is compared
+    n = 1 if name in ("prompt_tuning", "p_tuning", "p_tuning_lstm", "prefix_tuning") else 6
+    first = engine.reply(turns, GenerationOptions(max_new_tokens=n))
+    expected = greedy_reply(engine, turns, n)
+    assert (first.role, first.content, first.arguments) == (expected.role, expected.content, expected.arguments)
+    assert len(engine.tokenizer(reply.content or "")["input_ids"]) <= 6 + 2  # max_new_tokens held
 
 
 def test_adalora_ranks_change(tiny_llama, sample_path, tmp_path):
@@ -68,7 +81,7 @@ def test_adalora_ranks_change(tiny_llama, sample_path, tmp_path):
 
 
 def test_unknown_method_and_adalora_without_steps(tiny_llama, sample_path, tmp_path):
-    with pytest.raises(ConfigError, match="method.name 'loraa' is unknown; valid: adalora"):
+    with pytest.raises(ConfigError, match=re.escape("method.name: 'loraa' is not a valid choice (did you mean 'lora'?); valid: lora")):
         train(run_cfg(tiny_llama, sample_path, tmp_path / "a", "loraa", {}, 1e-3))
     cfg = run_cfg(tiny_llama, sample_path, tmp_path / "b", "adalora", {}, 1e-3)
     cfg["train"]["max_steps"] = -1

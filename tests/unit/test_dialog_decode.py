@@ -39,7 +39,12 @@ def engine(request, tmp_path_factory) -> ChatEngine:
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(cfg).double()
     template = get_template("gemma" if request.param == "gemma" else "chatml", tok)
-    return ChatEngine(model, tok, template, SYSTEM)
+    engine = ChatEngine(model, tok, template, SYSTEM)
+    # a turn's text cannot hold control tokens (they re-render as plain characters), so a reply that
+    # is to be its own draft must not emit them; only the stop tokens stay reachable
+    with torch.no_grad():
+        model.get_output_embeddings().weight[[i for i in tok.all_special_ids if i not in engine.stop_ids]] = 0
+    return engine
 
 
 def dialog(engine: ChatEngine, kinds: str, opts: GenerationOptions) -> list[tuple[list[Turn], Turn]]:

@@ -49,8 +49,9 @@ def _show_event(e) -> None:
         print(f"  [found {len(names)}] {', '.join(names) if names else '-'}")
 
 
-def chat_loop(run_dir: str, max_new_tokens: int = 256, temperature: float = 0.0) -> None:
-    engine = load_engine(run_dir)
+def chat_loop(run_dir: str, max_new_tokens: int = 256, temperature: float = 0.0,
+              trust_remote_code: bool = False, db: str | None = None) -> None:
+    engine = load_engine(run_dir, trust_remote_code=trust_remote_code, db=db)
     opts = GenerationOptions(max_new_tokens=max_new_tokens, temperature=temperature)
     agent = Agent(_streaming_reply(engine, opts), domain_tools(engine.domain, engine.db), on_event=_show_event)
     history: list[Turn] = []

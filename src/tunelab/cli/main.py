@@ -11,6 +11,8 @@ from tunelab.cli.hotel import add_hotel_parser
 from tunelab.cli.serve import add_serve_parser, add_webui_parser
 from tunelab.utils.errors import TunelabError
 
+TRUST_HELP = "run Python code shipped with the base model (never taken from a run's config.yaml)"
+
 
 def cmd_train(args, overrides: list[str]) -> int:
     from tunelab.config import load_config
@@ -31,7 +33,8 @@ def cmd_train(args, overrides: list[str]) -> int:
 def cmd_chat(args, overrides: list[str]) -> int:
     from tunelab.cli.chat import chat_loop
 
-    chat_loop(args.run_dir, max_new_tokens=args.max_new_tokens, temperature=args.temperature)
+    chat_loop(args.run_dir, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+              trust_remote_code=args.trust_remote_code, db=args.db)
     return 0
 
 
@@ -53,7 +56,8 @@ def cmd_evaluate(args, overrides: list[str]) -> int:
     from tunelab.evaluate.report import metrics_table
 
     m = evaluate(args.run_dir, args.data, limit=args.limit, out_dir=args.out, batch_size=args.batch_size,
-                 max_new_tokens=args.max_new_tokens, db=args.db, decode=args.decode)
+                 max_new_tokens=args.max_new_tokens, db=args.db, decode=args.decode,
+                 trust_remote_code=args.trust_remote_code)
     print(metrics_table(m))
     return 0
 
@@ -71,7 +75,7 @@ def cmd_score(args, overrides: list[str]) -> int:
 def cmd_export(args, overrides: list[str]) -> int:
     from tunelab.infer.export import export_merged
 
-    print(export_merged(args.run_dir, args.merge))
+    print(export_merged(args.run_dir, args.merge, trust_remote_code=args.trust_remote_code))
     return 0
 
 
@@ -95,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("run_dir")
     c.add_argument("--max-new-tokens", type=int, default=256)
     c.add_argument("--temperature", type=float, default=0.0)
+    c.add_argument("--db", default=None, help="the domain's database (default: the run's own, from run.json)")
+    c.add_argument("--trust-remote-code", action="store_true", help=TRUST_HELP)
     c.set_defaults(fn=cmd_chat)
     e = sub.add_parser("evaluate", help="generate and score every target turn of a data file")
     e.add_argument("run_dir")
@@ -107,11 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dialog: one KV cache per dialog, the gold turn checked as a draft (greedy, fastest); "
                         "batch: left-padded batches of items")
     e.add_argument("--max-new-tokens", type=POSITIVE, default=256)
-    e.add_argument("--db", default=None, help="hotel SQLite DB for tool execution match")
+    e.add_argument("--db", default=None,
+                   help="hotel SQLite DB for tool execution match (default: the run's own, from run.json)")
+    e.add_argument("--trust-remote-code", action="store_true", help=TRUST_HELP)
     e.set_defaults(fn=cmd_evaluate)
     s = sub.add_parser("score", help="metrics of a predictions.jsonl file, no model")
     s.add_argument("predictions")
-    s.add_argument("--db", default=None, help="hotel SQLite DB for tool execution match")
+    s.add_argument("--db", default=None, help="hotel SQLite DB for tool execution match (must exist)")
     s.set_defaults(fn=cmd_score)
     k = sub.add_parser("compare", help="one table across runs (BLEU-4, slot P/R/F1, params, time, memory)")
     k.add_argument("run_dirs", nargs="+")
@@ -121,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export", help="merge a run's adapter into the base weights: a standalone model dir")
     x.add_argument("run_dir")
     x.add_argument("--merge", required=True, metavar="OUT", help="output model directory")
+    x.add_argument("--trust-remote-code", action="store_true", help=TRUST_HELP)
     x.set_defaults(fn=cmd_export)
     add_hotel_parser(sub)
     add_data_parser(sub)

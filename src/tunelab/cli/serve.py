@@ -17,7 +17,7 @@ def cmd_serve(args, overrides: list[str]) -> int:
     if args.host not in LOOPBACK and not api_key:
         print(f"tunelab: warning: serving on {args.host} without an API key; anyone who can reach it may use it",
               file=sys.stderr)
-    engines = MultiEngine.load(args.run_dirs, args.device)
+    engines = MultiEngine.load(args.run_dirs, args.device, trust_remote_code=args.trust_remote_code, db=args.db)
     app = create_app(engines, api_key=api_key, max_body_bytes=args.max_body_bytes,
                      max_tokens_cap=args.max_tokens_cap, queue_size=args.queue_size, timeout_s=args.timeout,
                      execute_tools=args.execute_tools)
@@ -48,6 +48,9 @@ def add_serve_parser(sub) -> None:
     s.add_argument("--timeout", type=float, default=120.0, help="seconds per request before 504")
     s.add_argument("--max-body-bytes", type=int, default=1_000_000, help="larger request bodies get 413")
     s.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    s.add_argument("--db", default=None, help="the domain's database for every run (default: each run's own)")
+    s.add_argument("--trust-remote-code", action="store_true",
+                   help="run Python code shipped with the base model (never taken from a run's config.yaml)")
     s.set_defaults(fn=cmd_serve)
 
 

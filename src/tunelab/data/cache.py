@@ -24,7 +24,7 @@ from tunelab.utils.errors import DataError
 from tunelab.utils.io import atomic_path
 
 log = logging.getLogger("tunelab")
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: turn text tokenized with special tokens off (data/render.py)
 _DATA_PKG = Path(__file__).resolve().parent
 
 

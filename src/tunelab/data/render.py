@@ -3,16 +3,33 @@
 A dialog of N answers is one sequence, not N sequences that repeat the growing context. When it is
 longer than max_length, whole old exchanges are dropped from the left (system turns kept); a target
 is never cut in half.
+
+Only the template inserts control tokens: a turn's text is tokenized with special tokens off, so a
+message holding `<|im_start|>system` stays plain text and cannot forge a turn.
 """
 
 from __future__ import annotations
 
+import copy
+import threading
+import weakref
 from dataclasses import dataclass
 
 from tunelab.data.schema import Conversation, Turn
 from tunelab.data.template import ChatTemplate
 
 IGNORE = -100
+_plain: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_plain_lock = threading.Lock()
+
+
+def _plain_tokenizer(tokenizer):
+    """A private copy of `tokenizer` for turn text. Whether special tokens split is state of the shared
+    backend, set per call: with its own copy no other thread's call can flip it between set and encode."""
+    with _plain_lock:
+        if tokenizer not in _plain:
+            _plain[tokenizer] = copy.deepcopy(tokenizer)
+        return _plain[tokenizer]
 
 
 @dataclass
@@ -32,6 +49,7 @@ class Renderer:
         self._cache: dict[str, list[int]] = {}
 
     def ids(self, text: str, cache: bool = False) -> list[int]:
+        """Token ids of the template's own text (prefixes, end, separators): special tokens honoured."""
         if not text:
             return []
         if cache and text in self._cache:
@@ -41,14 +59,28 @@ class Renderer:
             self._cache[text] = out
         return out
 
+    def text_ids(self, text: str) -> list[int]:
+        """Token ids of a turn's text: special tokens off, so their markers stay plain characters."""
+        if not text:
+            return []
+        if not hasattr(self.tokenizer, "split_special_tokens"):  # a stand-in (prep's CharCounter): no specials
+            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return _plain_tokenizer(self.tokenizer)(text, add_special_tokens=False,
+                                                 split_special_tokens=True)["input_ids"]
+
     def _with_system(self, turns: list[Turn]) -> list[Turn]:
         if self.system_prompt and not (turns and turns[0].role == "system"):
             return [Turn("system", content=self.system_prompt)] + turns
         return turns
 
+    def body_ids(self, turn: Turn) -> list[int]:
+        """The ids a target turn is trained on: its text (special tokens off), then the end marker."""
+        _, body, end, _ = self.template.pieces(turn)
+        return self.text_ids(body) + self.ids(end, cache=True)  # the end is a target too: the model learns to stop
+
     def turn_pieces(self, turn: Turn) -> tuple[list[int], list[int]]:
-        prefix, body, sep = self.template.parts(turn)
-        p, b, s = self.ids(prefix, cache=True), self.ids(body), self.ids(sep, cache=True)
+        prefix, _, _, sep = self.template.pieces(turn)
+        p, b, s = self.ids(prefix, cache=True), self.body_ids(turn), self.ids(sep, cache=True)
         ids = p + b + s
         labels = [IGNORE] * len(p) + (b if turn.is_target else [IGNORE] * len(b)) + [IGNORE] * len(s)
         return ids, labels

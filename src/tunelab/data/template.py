@@ -90,6 +90,12 @@ class ChatTemplate:
 
     def parts(self, turn: Turn) -> tuple[str, str, str]:
         """(prefix, body + end, sep) for one turn."""
+        prefix, body, end, sep = self.pieces(turn)
+        return prefix, body + end, sep
+
+    def pieces(self, turn: Turn) -> tuple[str, str, str, str]:
+        """(prefix, body, end, sep) for one turn. The body holds the turn's text (a client's or a data
+        file's): a renderer tokenizes it with special tokens off; the other three are the template's own."""
         if turn.role == "tool_call":
             body = self._r(self.tool_call, call=compact_json({"name": turn.name, "arguments": turn.arguments}))
         elif turn.role == "tool_result":
@@ -98,7 +104,7 @@ class ChatTemplate:
             body = self._r(self.tool_result, records=records, name=turn.name)
         else:
             body = turn.content
-        return self._r(self.prefix[turn.role]), body + self.end_text(), self._r(self.sep)
+        return self._r(self.prefix[turn.role]), body, self.end_text(), self._r(self.sep)
 
     def generation_prefix(self) -> str:
         return self._r(self.prefix["assistant"])

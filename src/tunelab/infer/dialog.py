@@ -68,7 +68,7 @@ def generate_dialogs(engine: ChatEngine, items: list[tuple[list[Turn], Turn | No
 
     model, renderer, stop, max_new = engine.model, engine.renderer, set(engine.stop_ids), opts.max_new_tokens
     batch_size = max(batch_size, 1)
-    drafts = [renderer.ids(engine.template.parts(gold)[1]) if gold is not None else [] for _, gold in items]
+    drafts = [renderer.body_ids(gold) if gold is not None else [] for _, gold in items]
     # guesses from the model's own replies first, then gold replies (the model was trained on such), then the context
     lookup = NgramLookup()
     for d in drafts:

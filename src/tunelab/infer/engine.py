@@ -10,12 +10,13 @@ from typing import Iterator
 
 import tunelab.utils.offline  # noqa: F401
 from tunelab.config import load_config
-from tunelab.config.schema import ModelConfig
 from tunelab.data.render import Renderer
 from tunelab.data.schema import Turn
 from tunelab.data.template import ChatTemplate, get_template
+from tunelab.infer.rundir import inference_model_config, read_run_json, run_db
 from tunelab.models import load_model
-from tunelab.utils.errors import ConfigError
+from tunelab.models.weights import verify_run_weights
+from tunelab.utils.errors import ConfigError, ModelError
 
 
 @dataclass
@@ -96,11 +97,15 @@ def _strip_stop(text: str, tokenizer, stop_ids: list[int]) -> str:
     return text
 
 
-def load_engine(run_dir: str | Path, device: str | None = None, merge: bool = False) -> ChatEngine:
+def load_engine(run_dir: str | Path, device: str | None = None, merge: bool = False,
+                trust_remote_code: bool = False, db: str | None = None) -> ChatEngine:
     """Everything comes from the run dir: its config (base model), template and adapter.
 
     merge=True folds a LoRA-style adapter into the base weights: same outputs, faster decoding, for
-    jobs that serve one adapter only (evaluation).
+    jobs that serve one adapter only (evaluation). The run dir is untrusted input: only the caller's
+    `trust_remote_code` runs model code (the run's config asking for it is ignored, with a warning),
+    weights load from safetensors only, checked against run.json's checksums, and `db` (--db)
+    overrides the run's database, which otherwise never depends on the current directory.
     """
     import torch
     from peft import PeftModel
@@ -111,14 +116,22 @@ def load_engine(run_dir: str | Path, device: str | None = None, merge: bool = Fa
         raise ConfigError(f"{run_dir}: not a finished tunelab run (needs config.yaml and an adapter or weights)")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     cfg = load_config(run_dir / "config.yaml")
-    run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
+    run = read_run_json(run_dir)
+    db = run_db(run_dir, cfg, run, db)
+    verify_run_weights(run_dir, run.get("checksums"))
+    if has_adapter and not (run_dir / "adapter_model.safetensors").is_file():
+        raise ModelError(f"{run_dir / 'adapter_model.safetensors'}: missing; the adapter needs its safetensors weights")
     base = run.get("model_dir", cfg.model.name_or_path) if has_adapter else str(run_dir)  # full/freeze: own weights
-    model, tokenizer, _ = load_model(ModelConfig(**{**cfg.model.__dict__, "name_or_path": base}), device)
+    model, tokenizer, _ = load_model(inference_model_config(cfg, base, run_dir, trust_remote_code), device,
+                                     use_safetensors=True)
     if has_adapter:
-        model = PeftModel.from_pretrained(model, str(run_dir)).to(device)
+        try:
+            model = PeftModel.from_pretrained(model, str(run_dir)).to(device)
+        except (OSError, ValueError, RuntimeError, TypeError, KeyError) as e:
+            raise ModelError(f"{run_dir}: cannot load the adapter ({str(e)[:300]})") from None
         # prompt-learning adapters have nothing to fold in; LoRA, DoRA and IA3 do
         if merge and not model.peft_config["default"].is_prompt_learning:
             model = model.merge_and_unload()
     template = get_template(run.get("template", cfg.data.template), tokenizer, cfg.data.tool_results)
     return ChatEngine(model, tokenizer, template, run.get("system_prompt", cfg.data.system_prompt),
-                      domain=cfg.data.domain, db=cfg.data.db)
+                      domain=cfg.data.domain, db=db)

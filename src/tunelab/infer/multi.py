@@ -17,11 +17,12 @@ from pathlib import Path
 
 import tunelab.utils.offline  # noqa: F401
 from tunelab.config import load_config
-from tunelab.config.schema import ModelConfig
 from tunelab.data.template import get_template
 from tunelab.infer.engine import ChatEngine
+from tunelab.infer.rundir import inference_model_config, read_run_json, run_db
 from tunelab.models import load_model
-from tunelab.utils.errors import ConfigError
+from tunelab.models.weights import verify_run_weights
+from tunelab.utils.errors import ConfigError, ModelError
 
 
 @dataclass
@@ -40,17 +41,26 @@ class RunInfo:
     db: str
 
 
-def read_run_info(run_dir: str | Path) -> RunInfo:
-    """A run directory's serving facts; ConfigError when it is not a finished tunelab run."""
+def read_run_info(run_dir: str | Path, db: str | None = None) -> RunInfo:
+    """A run directory's serving facts; ConfigError when it is not a finished tunelab run.
+
+    Its weights are checked as load_engine checks them (safetensors, run.json checksums); `db`
+    overrides the run's database."""
     run_dir = Path(run_dir)
     has_adapter = (run_dir / "adapter_config.json").is_file()
     if not (run_dir / "config.yaml").is_file() or not (has_adapter or (run_dir / "config.json").is_file()):
         raise ConfigError(f"{run_dir}: not a finished tunelab run (needs config.yaml and an adapter or weights)")
     cfg = load_config(run_dir / "config.yaml")
-    run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
+    run = read_run_json(run_dir)
+    verify_run_weights(run_dir, run.get("checksums"))
     peft_type = None
     if has_adapter:
-        peft_type = json.loads((run_dir / "adapter_config.json").read_text()).get("peft_type")
+        try:
+            peft_type = json.loads((run_dir / "adapter_config.json").read_text(encoding="utf-8")).get("peft_type")
+        except (UnicodeDecodeError, ValueError, RecursionError, AttributeError) as e:
+            raise ConfigError(f"{run_dir / 'adapter_config.json'}: not a JSON object ({str(e)[:200]})") from None
+        if not (run_dir / "adapter_model.safetensors").is_file():
+            raise ModelError(f"{run_dir / 'adapter_model.safetensors'}: missing; an adapter needs its safetensors")
         base = Path(run.get("model_dir", cfg.model.name_or_path))
     else:
         base = run_dir  # full / freeze: the run holds whole weights of its own
@@ -58,7 +68,7 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
                    peft_type=peft_type, template=run.get("template", cfg.data.template),
                    tool_results=cfg.data.tool_results,
                    system_prompt=run.get("system_prompt", cfg.data.system_prompt),
-                   domain=cfg.data.domain, db=cfg.data.db)
+                   domain=cfg.data.domain, db=run_db(run_dir, cfg, run, db))
 
 
 class AdapterView:
@@ -123,19 +133,23 @@ class MultiEngine:
                 yield
 
     @classmethod
-    def load(cls, run_dirs: list[str | Path], device: str | None = None) -> "MultiEngine":
-        """Load the shared base model once and every run's adapter onto it."""
+    def load(cls, run_dirs: list[str | Path], device: str | None = None, trust_remote_code: bool = False,
+             db: str | None = None) -> "MultiEngine":
+        """Load the shared base model once and every run's adapter onto it.
+
+        Only `trust_remote_code` here runs model code, never a run's config; `db` (--db) overrides
+        every run's database."""
         import torch
         from peft import PeftModel
 
         if not run_dirs:
             raise ConfigError("no run directories given")
-        runs = [read_run_info(d) for d in run_dirs]
+        runs = [read_run_info(d, db) for d in run_dirs]
         _check_compatible(runs)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         cfg = load_config(runs[0].run_dir / "config.yaml")
-        model, tokenizer, _ = load_model(ModelConfig(**{**cfg.model.__dict__, "name_or_path": str(runs[0].base)}),
-                                         device)
+        model_cfg = inference_model_config(cfg, runs[0].base, runs[0].run_dir, trust_remote_code)
+        model, tokenizer, _ = load_model(model_cfg, device, use_safetensors=True)
         for i, r in enumerate(r for r in runs if r.peft_type):
             r.adapter = f"run{i}"  # run names may hold dots or dashes; module keys may not
             if i == 0:

@@ -8,6 +8,7 @@ import tunelab.utils.offline  # noqa: F401  (sets the HF offline switches before
 from tunelab.config.schema import ModelConfig
 from tunelab.models.gguf_cache import import_gguf
 from tunelab.models.presets import PRESETS
+from tunelab.models.weights import check_safetensors, weight_files
 from tunelab.utils.errors import ModelError
 
 
@@ -41,7 +42,10 @@ def pick_dtype(name: str, device: str):
 def load_tokenizer(model_dir: str | Path, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
+    try:
+        tok = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{model_dir}: cannot load the tokenizer ({e})") from None
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -50,10 +54,13 @@ def load_tokenizer(model_dir: str | Path, trust_remote_code: bool = False):
 def load_model(cfg: ModelConfig, device: str = "cpu", **extra):
     """Return (model, tokenizer, model_dir) for `cfg`, weights in the configured dtype.
 
-    `extra` goes to from_pretrained (a method's quantization_config, for one)."""
+    `extra` goes to from_pretrained (a method's quantization_config, for one; use_safetensors=True
+    to never unpickle). Safetensors headers are checked first: a truncated file is one ModelError."""
     from transformers import AutoModelForCausalLM
 
     model_dir = resolve_model_dir(cfg.name_or_path)
+    for f in weight_files(model_dir):
+        check_safetensors(f)
     kwargs = {"dtype": pick_dtype(cfg.dtype, device), "trust_remote_code": cfg.trust_remote_code, **extra}
     if cfg.attn_implementation != "auto":
         kwargs["attn_implementation"] = cfg.attn_implementation

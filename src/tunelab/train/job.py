@@ -14,6 +14,7 @@ from tunelab.config.run_dir import RunDir
 from tunelab.data.collate import PackCollator, PadCollator
 from tunelab.methods import parameter_report
 from tunelab.models.attention import packed_attention
+from tunelab.models.weights import weight_checksums
 from tunelab.train.callbacks import MetricsLog, ProgressBar, TimeBudget, peak_rss_mb
 from tunelab.train.checkpoints import (CheckpointMarker, Progress, finished_run, resume_point, trim_metrics,
                                        whole_run_loss)
@@ -81,6 +82,8 @@ def train(cfg: Config | dict | str) -> dict:
         raise ConfigError("train.gradient_checkpointing=true checkpoints every layer; train.activation_memory_mb "
                           "checkpoints only what a batch needs: set one of them")
     precision = resolve_mixed_precision(cfg.train.mixed_precision, device, cfg.model.dtype)
+    if cfg.data.db and not Path(cfg.data.db).is_file():
+        raise ConfigError(f"data.db '{cfg.data.db}': database file not found")
     if cfg.train.resume:  # resume continues the staged replacement if there is one; the check moves nothing
         resumed = RunDir.prepare(cfg.train.output_dir, resume=True, inputs=run_inputs(cfg)).work
         if (done := finished_run(resumed, cfg.train.max_steps)) is not None:
@@ -173,6 +176,8 @@ def train(cfg: Config | dict | str) -> dict:
         "peak_rss_mb": round(peak_rss_mb(), 1), "stopped_by_time_budget": clock.hit,
         "pad_to_multiple_of": pad_multiple, "activation_budget": budget.summary() if budget else None,
         "device": device,
+        # absolute, so chat/serve/evaluate find it from any directory; sha256 of the weights, checked on load
+        "db": str(Path(cfg.data.db).resolve()) if cfg.data.db else "", "checksums": weight_checksums(run_dir),
     }
     plot_loss(run_dir / "metrics.jsonl", run_dir / "loss.png")
     run.write_summary(summary)  # last, atomically: the mark of a finished run (dev metrics are added below)

@@ -24,6 +24,8 @@ class Reader:
 
 
 READERS: dict[str, Reader] = {}
+# No conversation nests this deep; far deeper rows overflow Python's stack in json and the renderer.
+MAX_DEPTH = 100
 
 
 def register_reader(name: str, sniff: Callable[[Any], bool]):
@@ -47,27 +49,64 @@ def read_rows(path: str | Path) -> Iterator[tuple[int, Any]]:
     if path.suffix.lower() in (".csv", ".tsv"):
         yield from _csv_rows(path)
         return
-    text = path.read_text(encoding="utf-8")
+    text = _read_utf8(path)
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+        except RecursionError:
+            raise DataError(f"{path}: JSON nested too deeply to read (limit {MAX_DEPTH} levels)") from None
         if not isinstance(data, list):
             raise DataError(f"{path}: a .json data file must hold a list of rows")
         for i, row in enumerate(data):
-            yield i + 1, row  # row index stands in for the line number
+            yield i + 1, _too_deep("") if deeper_than(row, MAX_DEPTH) else row  # index stands in for the line
         return
     # split on "\n" only: str.splitlines() would also break at U+2028 inside a JSON string
     for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
-            yield lineno, json.loads(line)
+            row = json.loads(line)
+            yield lineno, _too_deep(line) if deeper_than(row, MAX_DEPTH) else row
         except json.JSONDecodeError as e:
             err = DataError(f"invalid JSON ({e.msg} at column {e.colno})")
             err.raw = line
             yield lineno, err
+        except RecursionError:
+            yield lineno, _too_deep(line)
+
+
+def _read_utf8(path: Path) -> str:
+    """The file's text; DataError naming the file and line of the first byte that is not UTF-8."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raw = path.read_bytes()
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = raw.count(b"\n", 0, e.start) + 1
+            raise DataError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x}); save it as UTF-8") from None
+        raise
+
+
+def _too_deep(raw: str) -> DataError:
+    err = DataError(f"JSON nested deeper than {MAX_DEPTH} levels")
+    err.raw = raw
+    return err
+
+
+def deeper_than(obj: Any, limit: int) -> bool:
+    """Whether lists and dicts in `obj` nest more than `limit` levels (walked without recursion)."""
+    stack = [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            if depth > limit:
+                return True
+            stack += [(v, depth + 1) for v in (node.values() if isinstance(node, dict) else node)]
+    return False
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
@@ -76,14 +115,18 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
     with open(path, encoding="utf-8-sig", newline="") as f:  # -sig: Excel writes a BOM
         reader = csv.DictReader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
         start = 2  # line 1 is the header
-        for rec in reader:
-            if None in rec:  # DictReader files surplus cells under the key None
-                err = DataError("more cells than header columns")
-                err.raw = json.dumps(rec[None], ensure_ascii=False)
-                yield start, err
-            else:
-                yield start, dict(rec)
-            start = reader.line_num + 1
+        try:
+            for rec in reader:
+                if None in rec:  # DictReader files surplus cells under the key None
+                    err = DataError("more cells than header columns")
+                    err.raw = json.dumps(rec[None], ensure_ascii=False)
+                    yield start, err
+                else:
+                    yield start, dict(rec)
+                start = reader.line_num + 1
+        except UnicodeDecodeError:
+            _read_utf8(path)  # raises the DataError that names the line
+            raise
 
 
 def _dataset_dir_rows(path: Path) -> Iterator[tuple[int, Any]]:
@@ -128,7 +171,12 @@ def read_conversations(
                     f"cannot tell the format of this row; valid formats: {', '.join(READERS)} "
                     "(set data.format)"
                 )
-            conv = READERS[name].parse(row)
+            try:
+                conv = READERS[name].parse(row)
+            except RecursionError:  # a JSON string inside the row nests too deeply
+                raise DataError(f"JSON nested deeper than {MAX_DEPTH} levels") from None
+            if any(deeper_than([t.arguments, t.records], MAX_DEPTH) for t in conv.turns):
+                raise DataError(f"tool arguments or records nested deeper than {MAX_DEPTH} levels")
             check_conversation(conv)
         except DataError as e:
             if not skip_invalid:

@@ -8,12 +8,14 @@ string match per facility. Every writer builds into a temporary file and renames
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 
 from tunelab.domains.hotel.gen_hotels import generate_hotels
+from tunelab.domains.hotel.tool import SQLITE_INT
 from tunelab.utils.errors import DataError
 from tunelab.utils.io import atomic_path
 
@@ -92,6 +94,8 @@ def _load_json(path: Path) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise DataError(f"{path}:{e.lineno}: invalid JSON at column {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply to read") from None
 
 
 def _note(report: dict, key: str, example: Any) -> None:
@@ -102,10 +106,22 @@ def _note(report: dict, key: str, example: Any) -> None:
         examples.append(example)
 
 
+def _is_text(text: str) -> bool:
+    """Storable in SQLite (UTF-8): no lone surrogates, which JSON escapes can carry."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _clean_text(value: Any, field: str, name: str, report: dict) -> str | None:
     if value is None:
         return None
     text = str(value)
+    if not _is_text(text):
+        _note(report, f"bad_{field}", f"{name}: {text!r}")
+        return None
     if text != text.strip():
         _note(report, "whitespace_stripped", f"{name}: {field}")
     return text.strip() or None
@@ -116,14 +132,16 @@ def _clean_number(value: Any, kind: type, field: str, name: str, report: dict) -
     if value is None:
         _note(report, f"null_{field}", name)
         return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return kind(value)
+    converted = not (isinstance(value, (int, float)) and not isinstance(value, bool))
     try:
-        number = kind(float(str(value).strip()))
-    except ValueError:
-        _note(report, f"bad_{field}", f"{name}: {value!r}")
+        number = kind(float(str(value).strip())) if converted else kind(value)
+        if not (math.isfinite(number) and SQLITE_INT[0] <= number <= SQLITE_INT[1]):
+            raise ValueError("out of range")
+    except (ValueError, OverflowError):  # not a number, NaN, infinite, or beyond SQLite's integers
+        _note(report, f"bad_{field}", f"{name}: {str(value)[:40]!r}")
         return None
-    _note(report, f"converted_{field}", f"{name}: {value!r}")
+    if converted:
+        _note(report, f"converted_{field}", f"{name}: {value!r}")
     return number
 
 
@@ -134,7 +152,7 @@ def _clean_facilities(raw: Any, name: str, report: dict) -> list[str]:
         return []
     out: list[str] = []
     for item in raw:
-        text = item.strip() if isinstance(item, str) else ""
+        text = item.strip() if isinstance(item, str) and _is_text(item) else ""
         if not text:
             _note(report, "blank_facilities_dropped", f"{name}: {item!r}")
         elif text in out:
@@ -153,7 +171,7 @@ def _clean_row(row: Any, index: int, report: dict) -> dict | None:
         return None
     rec = row[1]
     name = rec.get("名称") if isinstance(rec.get("名称"), str) else row[0]
-    name = name.strip() if isinstance(name, str) else ""
+    name = name.strip() if isinstance(name, str) and _is_text(name) else ""
     if not name:
         _note(report, "skipped_malformed", f"row {index}: no name")
         return None

@@ -1,7 +1,8 @@
 """The `search_hotels` tool: its JSON schema, a hand-written argument validator, and the search.
 
 `search_hotels` never raises on bad arguments: it answers {"ok": False, "error": ...} so a model
-calling it sees what was wrong. All SQL is parameterised; the name filter is a substring match
+calling it sees what was wrong, numbers SQLite cannot hold and text with lone surrogates (which a
+JSON escape can carry) included. All SQL is parameterised; the name filter is a substring match
 in which `%` and `_` are literal characters.
 """
 
@@ -45,13 +46,29 @@ TOOL_SPEC: dict[str, Any] = {
 }
 
 
+SQLITE_INT = (-(2 ** 63), 2 ** 63 - 1)  # an int outside this overflows SQLite's INTEGER
+
+
 def _is_number(value: Any) -> bool:
     # bool is a subclass of int in Python but never a number in JSON
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return SQLITE_INT[0] <= value <= SQLITE_INT[1]
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def _is_text(value: str) -> bool:
+    """Encodable as UTF-8 (SQLite's encoding): no lone surrogates."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _nonblank_str(value: Any) -> bool:
-    return isinstance(value, str) and bool(value.strip())
+    return isinstance(value, str) and bool(value.strip()) and _is_text(value)
 
 
 def validate_arguments(args: Any) -> list[str]:
@@ -61,25 +78,34 @@ def validate_arguments(args: Any) -> list[str]:
     errors = []
     for key in args:
         if key not in VALID_KEYS:
-            errors.append(f"unknown argument {key!r}; valid arguments: {', '.join(VALID_KEYS)}")
+            errors.append(f"unknown argument {_short(key)}; valid arguments: {', '.join(VALID_KEYS)}")
     if "name" in args and not _nonblank_str(args["name"]):
-        errors.append(f"name must be a non-empty string, got {args['name']!r}")
+        errors.append(f"name must be a non-empty string of valid text, got {_short(args['name'])}")
     if "type" in args and args["type"] not in HOTEL_TYPES:
-        errors.append(f"type must be one of {', '.join(HOTEL_TYPES)}, got {args['type']!r}")
+        errors.append(f"type must be one of {', '.join(HOTEL_TYPES)}, got {_short(args['type'])}")
     if "facilities" in args:
         facilities = args["facilities"]
         if not isinstance(facilities, list):
             errors.append(f"facilities must be a list of strings, got {type(facilities).__name__}")
         elif not all(_nonblank_str(f) for f in facilities):
-            errors.append(f"facilities must be a list of non-empty strings, got {facilities!r}")
+            errors.append(f"facilities must be a list of non-empty strings of valid text, got {_short(facilities)}")
     for key in NUMBER_KEYS:
         if key in args and not _is_number(args[key]):
-            errors.append(f"{key} must be a finite number, got {args[key]!r}")
+            errors.append(f"{key} must be a finite number within ±2^63, got {_short(args[key])}")
     for lower, upper in RANGES:
         lo, hi = args.get(lower), args.get(upper)
         if _is_number(lo) and _is_number(hi) and lo > hi:
             errors.append(f"{lower} ({lo}) is greater than {upper} ({hi})")
     return errors
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """repr of a client's value, cut short: a 10^6-digit number or a huge list would flood the error."""
+    try:
+        text = repr(value)
+    except ValueError:  # int repr beyond Python's digit limit
+        return f"an integer of over {limit} digits"
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _escape_like(text: str) -> str:
@@ -139,6 +165,6 @@ def search_hotels(conn: sqlite3.Connection, args: Any, limit: int = DEFAULT_LIMI
                 "SELECT facility FROM facilities WHERE hotel_id = ? ORDER BY pos", (hid,))]
             records.append({"name": name, "type": htype, "address": address, "subway": subway,
                             "phone": phone, "facilities": facilities, "price": price, "rating": rating})
-    except sqlite3.Error as e:
+    except (sqlite3.Error, OverflowError, UnicodeError) as e:  # validated above; kept so the tool never raises
         return {"ok": False, "error": f"database error: {e}"}
     return {"ok": True, "records": records}

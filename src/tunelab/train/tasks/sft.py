@@ -35,7 +35,7 @@ def evaluate(cfg: Config, prepared: Prepared, run_dir: Path) -> dict | None:
     from tunelab.infer.engine import ChatEngine, load_engine
 
     # the trained model in memory, unless its frozen weights are bf16 (then from disk, as `tunelab evaluate` does)
-    engine = load_engine(run_dir) if prepared.frozen_bf16 else ChatEngine(
+    engine = load_engine(run_dir, trust_remote_code=cfg.model.trust_remote_code) if prepared.frozen_bf16 else ChatEngine(
         prepared.model, prepared.tokenizer, prepared.template, cfg.data.system_prompt)
     return evaluate_run(run_dir, cfg.data.dev_file, limit=cfg.eval.dev_items, batch_size=cfg.eval.batch_size,
                         max_new_tokens=cfg.eval.max_new_tokens, db=cfg.data.db or None, engine=engine,
