@@ -178,10 +178,12 @@ def _agent_turns(engine: ChatEngine, req: ChatRequest, reply_fn):
 def _complete(engine: ChatEngine, req: ChatRequest, server_tools: bool,
               cancel: threading.Event) -> tuple[Turn, str, dict]:
     """(turn, finish_reason, usage) on the worker thread, which alone uses the tokenizer."""
-    if req.stop:  # streamed inside, so generation ends at a stop string instead of running on to max_tokens
-        reply = lambda turns: stream_turn(engine, turns, req.opts, req.stop, lambda _text: None, cancel)[0]  # noqa: E731
-    else:
-        reply = lambda turns: engine.reply(turns, req.opts, cancel=cancel)  # noqa: E731
+
+    def reply(turns: list[Turn]) -> Turn:
+        if req.stop:  # streamed inside, so generation ends at a stop string instead of running on to max_tokens
+            return stream_turn(engine, turns, req.opts, req.stop, lambda _text: None, cancel)[0]
+        return engine.reply(turns, req.opts, cancel=cancel)
+
     turn = _agent_turns(engine, req, reply).reply if server_tools else reply(req.turns)
     if turn.role != "assistant":
         return turn, "tool_calls", _usage(engine, req.turns, turn)
