@@ -89,7 +89,7 @@ def healthy(url: str) -> bool:
 def scripted(turns_seen: list | None = None, delay: threading.Event | None = None):
     """A reply function: a search first, then an answer naming the first hotel the search returned."""
 
-    def reply(turns, opts=None):
+    def reply(turns, opts=None, cancel=None):
         if turns_seen is not None:
             turns_seen.append((list(turns), opts))
         if delay is not None:
@@ -103,7 +103,7 @@ def scripted(turns_seen: list | None = None, delay: threading.Event | None = Non
 
 
 def stream_of(*pieces):
-    return lambda turns, opts=None: iter(pieces)
+    return lambda turns, opts=None, cancel=None: iter(pieces)
 
 
 # --- the engine: one base, two adapters -------------------------------------------------------
@@ -276,7 +276,7 @@ def test_execute_tools_answers_plain_clients(client, engines, runs, monkeypatch)
 
 
 def test_execute_tools_streams_the_final_answer(client, engines, monkeypatch):
-    def stream(turns, opts=None):
+    def stream(turns, opts=None, cancel=None):
         if turns[-1].role == "tool_result":
             return iter(["found ", f"{len(turns[-1].records)}"])
         return iter(['<tool_call>{"name":"search_hotels","arguments":{"rating_range_lower":0}}</tool_call>'])
@@ -368,7 +368,7 @@ def test_full_queue_is_429_at_once_and_health_answers_meanwhile(engines, monkeyp
 def test_slow_generation_is_504(engines, monkeypatch):
     gate = threading.Event()
     monkeypatch.setattr(engines.engine_for("run_a"), "reply", scripted(delay=gate))
-    monkeypatch.setattr(engines.engine_for("run_a"), "stream", lambda *a: (gate.wait(10), iter(["late"]))[1])
+    monkeypatch.setattr(engines.engine_for("run_a"), "stream", lambda *a, **kw: (gate.wait(10), iter(["late"]))[1])
     with BackgroundServer(create_app(engines, timeout_s=0.5)) as srv:
         c = openai.OpenAI(base_url=srv.url + "/v1", api_key="none", max_retries=0, timeout=30)
         for stream in (False, True):

@@ -1,18 +1,22 @@
 """Terminal chat with a trained run: streaming, multi-turn, /reset and /exit.
 
 When the run was trained for a domain with tools (data.domain), every turn goes through the agent
-loop, and the search arguments and the records found are shown as they happen.
+loop, and the search arguments and the records found are shown as they happen. A turn that fails
+(a history grown past the model's context, a generation error) is reported in one line and the
+chat goes on.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 
 from tunelab.data.schema import Turn
 from tunelab.data.template import TOOL_OPEN
 from tunelab.infer.agent import Agent
-from tunelab.infer.engine import GenerationOptions, load_engine
+from tunelab.infer.engine import GenerationOptions, PromptTooLong, load_engine
 from tunelab.infer.tools import domain_tools
+from tunelab.serve.limits import default_max_prompt_tokens
 
 
 def _streaming_reply(engine, opts):
@@ -51,8 +55,10 @@ def _show_event(e) -> None:
 
 def chat_loop(run_dir: str, max_new_tokens: int = 256, temperature: float = 0.0,
               trust_remote_code: bool = False, db: str | None = None) -> None:
-    engine = load_engine(run_dir, trust_remote_code=trust_remote_code, db=db)
+    """Chat in the terminal until /exit or end of input; ConfigError for bad options, before loading."""
     opts = GenerationOptions(max_new_tokens=max_new_tokens, temperature=temperature)
+    engine = load_engine(run_dir, trust_remote_code=trust_remote_code, db=db)
+    opts.max_prompt_tokens = default_max_prompt_tokens(engine.model)
     agent = Agent(_streaming_reply(engine, opts), domain_tools(engine.domain, engine.db), on_event=_show_event)
     history: list[Turn] = []
     print("tunelab chat: type a message; /reset clears the history, /exit quits.")
@@ -69,7 +75,14 @@ def chat_loop(run_dir: str, max_new_tokens: int = 256, temperature: float = 0.0,
             continue
         if not text:
             continue
-        result = agent.respond(history, text)
+        try:
+            result = agent.respond(history, text)
+        except PromptTooLong as e:
+            print(f"tunelab: error: {e} (/reset clears the history)", file=sys.stderr)
+            continue
+        except Exception as e:  # a failed generation ends this turn, not the chat
+            print(f"\ntunelab: error: generation failed: {type(e).__name__}: {e}", file=sys.stderr)
+            continue
         if result.fallback:
             print("assistant> " + result.reply.content)
         history += result.turns

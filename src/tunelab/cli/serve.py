@@ -11,8 +11,12 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 def cmd_serve(args, overrides: list[str]) -> int:
     from tunelab.infer.multi import MultiEngine
     from tunelab.serve.api import create_app
+    from tunelab.serve.limits import check_limits
     from tunelab.serve.server import run_server
 
+    # before loading: a bad option is one line now, not a traceback after minutes of loading
+    check_limits(max_body_bytes=args.max_body_bytes, max_tokens_cap=args.max_tokens_cap, queue_size=args.queue_size,
+                 timeout=args.timeout, max_prompt_tokens=args.max_prompt_tokens, port=args.port)
     api_key = args.api_key or os.environ.get("TUNELAB_API_KEY") or None
     if args.host not in LOOPBACK and not api_key:
         print(f"tunelab: warning: serving on {args.host} without an API key; anyone who can reach it may use it",
@@ -20,15 +24,17 @@ def cmd_serve(args, overrides: list[str]) -> int:
     engines = MultiEngine.load(args.run_dirs, args.device, trust_remote_code=args.trust_remote_code, db=args.db)
     app = create_app(engines, api_key=api_key, max_body_bytes=args.max_body_bytes,
                      max_tokens_cap=args.max_tokens_cap, queue_size=args.queue_size, timeout_s=args.timeout,
-                     execute_tools=args.execute_tools)
+                     execute_tools=args.execute_tools, max_prompt_tokens=args.max_prompt_tokens)
     print(f"models: {', '.join(engines.names)}; OpenAI base URL: http://{args.host}:{args.port}/v1", flush=True)
     run_server(app, args.host, args.port)
     return 0
 
 
 def cmd_webui(args, overrides: list[str]) -> int:
+    from tunelab.serve.limits import check_limits
     from tunelab.serve.webui import launch_webui
 
+    check_limits(port=args.port)  # max_new_tokens is checked by launch_webui before it loads
     print(f"web UI on http://{args.host}:{args.port}", flush=True)
     launch_webui(args.run_dirs, host=args.host, port=args.port, device=args.device,
                  max_new_tokens=args.max_new_tokens)
@@ -47,6 +53,8 @@ def add_serve_parser(sub) -> None:
     s.add_argument("--queue-size", type=int, default=8, help="requests admitted at once; more get 429")
     s.add_argument("--timeout", type=float, default=120.0, help="seconds per request before 504")
     s.add_argument("--max-body-bytes", type=int, default=1_000_000, help="larger request bodies get 413")
+    s.add_argument("--max-prompt-tokens", type=int, default=None,
+                   help="longer prompts get 400 context_length_exceeded (default: the model's context length)")
     s.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     s.add_argument("--db", default=None, help="the domain's database for every run (default: each run's own)")
     s.add_argument("--trust-remote-code", action="store_true",

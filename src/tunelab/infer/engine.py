@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import queue
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +23,39 @@ from tunelab.utils.errors import ConfigError, ModelError
 
 @dataclass
 class GenerationOptions:
+    """How one turn is generated; checked on creation, so a bad value is a ConfigError, never a hang."""
+
     max_new_tokens: int = 256
-    temperature: float = 0.0
+    temperature: float = 0.0  # 0: greedy
     top_p: float = 1.0
+    max_prompt_tokens: int | None = None  # longer prompts raise PromptTooLong; None: no cap
+
+    def __post_init__(self):
+        def bad(name: str, valid: str):
+            return ConfigError(f"generation option {name}={getattr(self, name)!r}: must be {valid}")
+
+        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+            raise bad("max_new_tokens", "an integer >= 1")
+        if not _real(self.temperature) or self.temperature < 0:
+            raise bad("temperature", "a finite number >= 0")
+        if not _real(self.top_p) or not 0 < self.top_p <= 1:
+            raise bad("top_p", "a number in (0, 1]")
+        if self.max_prompt_tokens is not None and (isinstance(self.max_prompt_tokens, bool) or not isinstance(
+                self.max_prompt_tokens, int) or self.max_prompt_tokens < 1):
+            raise bad("max_prompt_tokens", "an integer >= 1 or None")
+
+
+def _real(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+class PromptTooLong(ConfigError):
+    """The prompt has more tokens than GenerationOptions.max_prompt_tokens allows."""
+
+    def __init__(self, n_tokens: int, limit: int):
+        super().__init__(f"the prompt has {n_tokens} tokens, over the limit of {limit}; "
+                         "shorten the conversation or start a new one")
+        self.n_tokens, self.limit = n_tokens, limit
 
 
 class ChatEngine:
@@ -55,20 +87,62 @@ class ChatEngine:
             kw.update(temperature=None, top_p=None, top_k=None)
         return kw
 
-    def stream(self, turns: list[Turn], opts: GenerationOptions | None = None) -> Iterator[str]:
-        """Yield the next turn's text piece by piece, stopping at the end of the turn."""
+    def _prompt(self, turns: list[Turn], opts: GenerationOptions):
+        import torch
+
+        ids = self.renderer.prompt_ids(turns)
+        if opts.max_prompt_tokens is not None and len(ids) > opts.max_prompt_tokens:
+            raise PromptTooLong(len(ids), opts.max_prompt_tokens)
+        return torch.tensor([ids], device=self.model.device)
+
+    def stream(self, turns: list[Turn], opts: GenerationOptions | None = None,
+               cancel: threading.Event | None = None) -> Iterator[str]:
+        """Yield the next turn's text piece by piece, stopping at the end of the turn.
+
+        Generation stops within one decoding step once `cancel` is set or the consumer stops
+        early (break, close); either way generation has ended when the generator is done. An error
+        in generation (a sampling failure, say) is raised here, never a hang.
+        """
         import torch
         from transformers import TextIteratorStreamer
 
         opts = opts or GenerationOptions()
-        ids = torch.tensor([self.renderer.prompt_ids(turns)], device=self.model.device)
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        ids = self._prompt(turns, opts)
+        stop = threading.Event()  # set when the consumer goes away
+        # the timeout only lets the loop below notice a generation thread that died without a word
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=1.0)
         kw = dict(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer,
-                  **self._generate_kwargs(opts))
-        thread = threading.Thread(target=lambda: self._generate_no_grad(kw), daemon=True)
+                  stopping_criteria=_stop_when(stop, cancel), **self._generate_kwargs(opts))
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                self._generate_no_grad(kw)
+            except BaseException as e:  # handed to the consumer; the streamer must still end
+                failure.append(e)
+                streamer.end()
+
+        thread = threading.Thread(target=run, daemon=True, name="tunelab-stream")
         thread.start()
-        yield from streamer
-        thread.join()
+        try:
+            dead_once = False
+            while True:
+                try:
+                    piece = next(streamer)
+                except StopIteration:
+                    break
+                except queue.Empty:
+                    if not thread.is_alive():
+                        if dead_once:  # ended and nothing left in the queue: do not wait forever
+                            break
+                        dead_once = True
+                    continue
+                yield piece
+        finally:
+            stop.set()
+            thread.join()
+        if failure:
+            raise failure[0]
 
     def _generate_no_grad(self, kw: dict):
         import torch
@@ -76,17 +150,37 @@ class ChatEngine:
         with torch.no_grad():
             self.model.generate(**kw)
 
-    def reply(self, turns: list[Turn], opts: GenerationOptions | None = None) -> Turn:
-        """The next turn as a Turn: an assistant reply or a tool call."""
+    def reply(self, turns: list[Turn], opts: GenerationOptions | None = None,
+              cancel: threading.Event | None = None) -> Turn:
+        """The next turn as a Turn: an assistant reply or a tool call.
+
+        Setting `cancel` (from another thread) ends generation within one decoding step; the turn
+        is then what was generated so far.
+        """
         import torch
 
         opts = opts or GenerationOptions()
-        ids = torch.tensor([self.renderer.prompt_ids(turns)], device=self.model.device)
+        ids = self._prompt(turns, opts)
         with torch.no_grad():
             out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                      **self._generate_kwargs(opts))
+                                      stopping_criteria=_stop_when(cancel), **self._generate_kwargs(opts))
         text = self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=False)
         return self.template.parse_reply(_strip_stop(text, self.tokenizer, self.stop_ids))
+
+
+def _stop_when(*events: threading.Event | None):
+    """Stopping criteria (transformers' public API) that end generation once any of `events` is set."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    watched = [e for e in events if e is not None]
+
+    class EventSet(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            done = any(e.is_set() for e in watched)
+            return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([EventSet()] if watched else [])
 
 
 def _strip_stop(text: str, tokenizer, stop_ids: list[int]) -> str:

@@ -2,8 +2,10 @@
 
 Limits come first, in the order a request meets them: API key (401), body size (413), request
 fields (400), model id among the loaded runs only (404, never read as a path), queue room (429 with
-Retry-After), time (504). Generation runs on one worker thread, so the event loop keeps answering
-/health and refusing what does not fit while a reply is being generated.
+Retry-After), prompt tokens (400 context_length_exceeded), time (504). Generation runs on one worker
+thread, so the event loop keeps answering /health and refusing what does not fit while a reply is
+being generated. A timeout, a disconnected client or a matched stop string ends generation within
+one decoding step; an error in generation is answered (500) and frees the slot.
 """
 
 from __future__ import annotations
@@ -21,20 +23,32 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from tunelab.data.schema import Turn
 from tunelab.data.template import compact_json
 from tunelab.infer.agent import Agent
-from tunelab.infer.engine import ChatEngine
+from tunelab.infer.engine import ChatEngine, PromptTooLong
 from tunelab.infer.multi import MultiEngine
 from tunelab.infer.tools import domain_tools
 from tunelab.serve.errors import APIError, error_body, install_handlers
+from tunelab.serve.limits import check_limits, default_max_prompt_tokens
 from tunelab.serve.protocol import (ChatRequest, chunk, completion_body, new_id, parse_chat_request, sse,
                                     tool_call_json)
 from tunelab.serve.worker import GenerationWorker, count_tokens, cut_at_stop, finish_reason, stream_turn
+from tunelab.utils.errors import TunelabError
+
+POLL_S = 0.5  # how often a waiting request checks whether its client is still there
 
 
 def create_app(engines: MultiEngine, *, api_key: str | None = None, max_body_bytes: int = 1_000_000,
                max_tokens_cap: int = 512, queue_size: int = 8, timeout_s: float = 120.0,
-               execute_tools: bool = False) -> FastAPI:
+               execute_tools: bool = False, max_prompt_tokens: int | None = None,
+               stuck_margin_s: float = 30.0) -> FastAPI:
     """The API app. `execute_tools` runs a run's domain tools server-side (the Agent loop) for
-    clients that send no `tools` of their own, so a plain client gets the final answer."""
+    clients that send no `tools` of their own, so a plain client gets the final answer.
+
+    `max_prompt_tokens` (default: the model's context length) refuses longer prompts; /health
+    answers 503 "degraded" once the running job is `stuck_margin_s` past its `timeout_s`.
+    """
+    check_limits(max_body_bytes=max_body_bytes, max_tokens_cap=max_tokens_cap, queue_size=queue_size,
+                 timeout=timeout_s, max_prompt_tokens=max_prompt_tokens)
+    max_prompt_tokens = max_prompt_tokens or default_max_prompt_tokens(engines.model)
     if execute_tools:  # a missing database is a start-up error, not a 500 on the first request
         for name in engines.runs:
             domain_tools(engines.engine_for(name).domain, engines.engine_for(name).db)
@@ -63,7 +77,11 @@ def create_app(engines: MultiEngine, *, api_key: str | None = None, max_body_byt
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "models": engines.names, "in_flight": worker.in_flight, "queue_size": queue_size}
+        busy = worker.busy_for()
+        stuck = busy > timeout_s + stuck_margin_s  # cancelled long ago and still running: needs a look
+        body = {"status": "degraded" if stuck else "ok", "models": engines.names, "in_flight": worker.in_flight,
+                "queue_size": queue_size, "busy_for_s": round(busy, 1)}
+        return JSONResponse(body, status_code=503 if stuck else 200)
 
     @app.get("/v1/models")
     async def list_models(request: Request):
@@ -79,22 +97,52 @@ def create_app(engines: MultiEngine, *, api_key: str | None = None, max_body_byt
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
         check_key(request)
-        req = parse_chat_request(await _read_json(request, max_body_bytes), max_tokens_cap)
+        req = parse_chat_request(await _read_json(request, max_body_bytes), max_tokens_cap, max_prompt_tokens)
         engine = _engine(engines, req.model)
         server_tools = bool(execute_tools and engine.domain and req.tools is None and req.turns[-1].role == "user")
         if req.stream:
-            return await _stream(worker, engine, req, server_tools, timeout_s)
+            return await _stream(request, worker, engine, req, server_tools, timeout_s)
         cancel = threading.Event()
-        fut = asyncio.wrap_future(worker.submit(lambda: _complete(engine, req, server_tools), cancel))
-        done, _ = await asyncio.wait({fut}, timeout=timeout_s)
+        fut = asyncio.wrap_future(worker.submit(lambda: _complete(engine, req, server_tools, cancel), cancel))
+        try:
+            done = await _wait(request, fut, timeout_s)
+        finally:
+            if not fut.done():  # timed out, client gone or request cancelled: stop generating
+                cancel.set()
+                fut.add_done_callback(lambda f: f.cancelled() or f.exception())  # nobody awaits it any more
         if not done:
-            cancel.set()
-            fut.add_done_callback(lambda f: f.cancelled() or f.exception())  # nobody awaits it any more
             raise APIError(504, f"generation took longer than {timeout_s:g} s", code="timeout")
-        turn, finish, usage = fut.result()
+        try:
+            turn, finish, usage = fut.result()
+        except Exception as e:
+            raise job_error(e) from None
         return JSONResponse(completion_body(new_id(), req.model, turn, finish, usage))
 
     return app
+
+
+def job_error(e: BaseException) -> APIError:
+    """What a failed generation job answers: 400 for what the request asked, 500 for the rest."""
+    if isinstance(e, APIError):
+        return e
+    if isinstance(e, PromptTooLong):
+        return APIError(400, str(e), param="messages", code="context_length_exceeded")
+    if isinstance(e, TunelabError):
+        return APIError(400, str(e), code="invalid_value")
+    return APIError(500, f"generation failed: {type(e).__name__}: {e}", code="generation_error")
+
+
+async def _wait(request: Request, fut: asyncio.Future, timeout_s: float) -> bool:
+    """True once `fut` is done, False when `timeout_s` ran out first; APIError 499 if the client left."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while (left := deadline - loop.time()) > 0:
+        done, _ = await asyncio.wait({fut}, timeout=min(left, POLL_S))
+        if done:
+            return True
+        if await request.is_disconnected():
+            raise APIError(499, "the client closed the request", code="client_closed")
+    return fut.done()
 
 
 def _engine(engines: MultiEngine, name: str) -> ChatEngine:
@@ -127,12 +175,16 @@ def _agent_turns(engine: ChatEngine, req: ChatRequest, reply_fn):
     return Agent(reply_fn, tools).respond(req.turns[:-1], req.turns[-1].content)
 
 
-def _complete(engine: ChatEngine, req: ChatRequest, server_tools: bool) -> tuple[Turn, str, dict]:
+def _complete(engine: ChatEngine, req: ChatRequest, server_tools: bool,
+              cancel: threading.Event) -> tuple[Turn, str, dict]:
     """(turn, finish_reason, usage) on the worker thread, which alone uses the tokenizer."""
-    if server_tools:
-        turn = _agent_turns(engine, req, lambda turns: engine.reply(turns, req.opts)).reply
-    else:
-        turn = engine.reply(req.turns, req.opts)
+
+    def reply(turns: list[Turn]) -> Turn:
+        if req.stop:  # streamed inside, so generation ends at a stop string instead of running on to max_tokens
+            return stream_turn(engine, turns, req.opts, req.stop, lambda _text: None, cancel)[0]
+        return engine.reply(turns, req.opts, cancel=cancel)
+
+    turn = _agent_turns(engine, req, reply).reply if server_tools else reply(req.turns)
     if turn.role != "assistant":
         return turn, "tool_calls", _usage(engine, req.turns, turn)
     text, stopped = cut_at_stop(turn.content, req.stop)
@@ -147,8 +199,8 @@ def _usage(engine: ChatEngine, turns: list[Turn], turn: Turn) -> dict:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-async def _stream(worker: GenerationWorker, engine: ChatEngine, req: ChatRequest, server_tools: bool,
-                  timeout_s: float) -> StreamingResponse:
+async def _stream(request: Request, worker: GenerationWorker, engine: ChatEngine, req: ChatRequest,
+                  server_tools: bool, timeout_s: float) -> StreamingResponse:
     """SSE chat.completion.chunk events ending in `data: [DONE]`. The status is decided before the
     first byte: a request still queued when its time runs out gets a real 504, not a broken stream."""
     loop = asyncio.get_running_loop()
@@ -170,18 +222,23 @@ async def _stream(worker: GenerationWorker, engine: ChatEngine, req: ChatRequest
                 turn, finish = stream_turn(engine, req.turns, req.opts, req.stop, emit, cancel)
             push("done", (turn, finish, _usage(engine, req.turns, turn) if req.include_usage else None))
         except Exception as e:  # reported in the stream; the worker goes on
-            push("error", f"{type(e).__name__}: {e}")
+            push("error", e)
 
     fut = worker.submit(job, cancel)
     deadline = loop.time() + timeout_s
+    getter = asyncio.ensure_future(events.get())
     try:
-        first = await asyncio.wait_for(events.get(), timeout_s)
-    except asyncio.TimeoutError:
-        cancel.set()
-        fut.cancel()
-        raise APIError(504, f"generation did not start within {timeout_s:g} s", code="timeout") from None
+        started = await _wait(request, getter, timeout_s)
+    finally:
+        if not getter.done():  # timed out, client gone or request cancelled: stop generating
+            getter.cancel()
+            cancel.set()
+            fut.cancel()
+    if not started:
+        raise APIError(504, f"generation did not start within {timeout_s:g} s", code="timeout")
+    first = getter.result()
     if first[0] == "error":
-        raise APIError(500, f"generation failed: {first[1]}", code="generation_error")
+        raise job_error(first[1])
     cid, created = new_id(), int(time.time())
 
     async def body():
@@ -193,7 +250,8 @@ async def _stream(worker: GenerationWorker, engine: ChatEngine, req: ChatRequest
                 if kind == "text":
                     yield chunk(cid, req.model, created, {"content": value})
                 elif kind == "error":
-                    yield sse(error_body(500, f"generation failed: {value}", code="generation_error"))
+                    e = job_error(value)
+                    yield sse(error_body(e.status, e.message, e.param, e.code))
                     break
                 else:
                     turn, finish, usage = value
@@ -210,7 +268,7 @@ async def _stream(worker: GenerationWorker, engine: ChatEngine, req: ChatRequest
                     break
             yield sse("[DONE]")
         finally:
-            cancel.set()  # client gone or stream over: the job stops reading pieces
+            cancel.set()  # client gone (the task is cancelled here) or stream over: generation stops
 
     return StreamingResponse(body(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -7,6 +7,7 @@ and stream chunks are built in the shapes the official clients parse.
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -38,7 +39,9 @@ def _number(body: dict, key: str, default: float, lo: float, hi: float, lo_open:
     v = body.get(key)
     if v is None:
         return default
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v > hi or v < lo or (lo_open and v == lo):
+    # JSON NaN / Infinity parse to floats that slip past any range comparison
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi \
+            or (lo_open and v == lo):
         raise _bad(f"'{key}' must be a number in {'(' if lo_open else '['}{lo}, {hi}], got {v!r}", key)
     return float(v)
 
@@ -112,8 +115,11 @@ def messages_to_turns(messages: Any) -> list[Turn]:
     return turns
 
 
-def parse_chat_request(body: Any, max_tokens_cap: int) -> ChatRequest:
-    """A request body -> ChatRequest; max_tokens is capped at `max_tokens_cap`, never refused for size."""
+def parse_chat_request(body: Any, max_tokens_cap: int, max_prompt_tokens: int | None = None) -> ChatRequest:
+    """A request body -> ChatRequest; max_tokens is capped at `max_tokens_cap`, never refused for size.
+
+    The prompt's token count is checked where it is rendered (GenerationOptions.max_prompt_tokens).
+    """
     if not isinstance(body, dict):
         raise _bad("the request body must be a JSON object", "")
     model = body.get("model")
@@ -126,7 +132,8 @@ def parse_chat_request(body: Any, max_tokens_cap: int) -> ChatRequest:
     if max_tokens is None:
         max_tokens = min(DEFAULT_MAX_TOKENS, max_tokens_cap)
     elif isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-        raise _bad(f"'{key}' must be a positive integer", key)
+        raise _bad(f"'{key}' must be an integer >= 1 (values over {max_tokens_cap} are lowered to it), "
+                   f"got {max_tokens!r}", key)
     stop = body.get("stop") or []
     stop = [stop] if isinstance(stop, str) else stop
     if not (isinstance(stop, list) and len(stop) <= 4 and all(isinstance(s, str) and s for s in stop)):
@@ -137,7 +144,8 @@ def parse_chat_request(body: Any, max_tokens_cap: int) -> ChatRequest:
         raise _bad("'tools' must be a list of {type: function, function: {name, ...}}", "tools")
     opts = GenerationOptions(max_new_tokens=min(max_tokens, max_tokens_cap),
                              temperature=_number(body, "temperature", 0.0, 0.0, 2.0),  # greedy unless asked
-                             top_p=_number(body, "top_p", 1.0, 0.0, 1.0, lo_open=True))
+                             top_p=_number(body, "top_p", 1.0, 0.0, 1.0, lo_open=True),
+                             max_prompt_tokens=max_prompt_tokens)
     stream_opts = body.get("stream_options") or {}
     return ChatRequest(model=model, turns=messages_to_turns(body.get("messages")), opts=opts,
                        stream=bool(body.get("stream", False)), stop=stop, tools=tools,

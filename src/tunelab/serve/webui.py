@@ -17,6 +17,7 @@ from tunelab.infer.agent import Agent  # noqa: E402
 from tunelab.infer.engine import GenerationOptions  # noqa: E402
 from tunelab.infer.multi import MultiEngine  # noqa: E402
 from tunelab.infer.tools import domain_tools  # noqa: E402
+from tunelab.serve.limits import default_max_prompt_tokens  # noqa: E402
 
 HOTEL_COLUMNS = ["name", "type", "price", "rating", "address", "subway", "phone", "facilities"]
 
@@ -55,7 +56,8 @@ def build_webui(engines: MultiEngine, max_new_tokens: int = 256, temperature: fl
     import gradio as gr
     import pandas as pd
 
-    opts = GenerationOptions(max_new_tokens=max_new_tokens, temperature=temperature)
+    opts = GenerationOptions(max_new_tokens=max_new_tokens, temperature=temperature,
+                             max_prompt_tokens=default_max_prompt_tokens(engines.model))
     runs = [n for n in engines.names if n in engines.runs]
     choices = runs + [n for n in engines.names if n not in engines.runs]  # runs first, the base last
     empty = pd.DataFrame([], columns=HOTEL_COLUMNS)
@@ -64,7 +66,10 @@ def build_webui(engines: MultiEngine, max_new_tokens: int = 256, temperature: fl
         message = (message or "").strip()
         if not message:
             return "", chat, history, gr.skip(), gr.skip()
-        reply, history, search, rows = respond(engines, model or choices[0], message, history, opts)
+        try:
+            reply, history, search, rows = respond(engines, model or choices[0], message, history, opts)
+        except Exception as e:  # a prompt too long or a failed generation: say so, keep the page usable
+            raise gr.Error(f"{type(e).__name__}: {e}") from None
         chat = list(chat or []) + [{"role": "user", "content": message}, {"role": "assistant", "content": reply}]
         return "", chat, history, search, pd.DataFrame(rows, columns=HOTEL_COLUMNS)
 
@@ -97,6 +102,7 @@ def build_webui(engines: MultiEngine, max_new_tokens: int = 256, temperature: fl
 def launch_webui(run_dirs: list[str], host: str = "127.0.0.1", port: int = 7860, device: str | None = None,
                  max_new_tokens: int = 256, prevent_thread_lock: bool = False):
     """Load the runs and serve the page on host:port (loopback unless told otherwise)."""
+    GenerationOptions(max_new_tokens=max_new_tokens)  # a bad value fails before the slow load
     demo = build_webui(MultiEngine.load(run_dirs, device), max_new_tokens=max_new_tokens)
     return launch(demo, host, port, prevent_thread_lock)
 

@@ -3,7 +3,8 @@
 One model generates one request at a time (the adapters share its weights), so requests wait their
 turn in a queue of fixed size; a request that finds it full is refused at once with 429 and a
 Retry-After estimate instead of hanging. A request that times out or whose client goes away sets
-its cancel flag: a job still waiting is dropped, a streaming one stops reading at the next piece.
+its cancel flag: a job still waiting is dropped, a running one stops generating within one decoding
+step, and its slot is free once generation has ended.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class GenerationWorker:
             raise ValueError("queue_size must be at least 1")
         self.queue_size = queue_size
         self.in_flight = 0
+        self.busy_since: float | None = None  # monotonic start of the running job, for /health
         self._lock = threading.Lock()
         self._seconds: deque[float] = deque(maxlen=20)  # recent job times, for Retry-After
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tunelab-generate")
@@ -41,6 +43,11 @@ class GenerationWorker:
         """Seconds until a slot is likely free: the queue ahead times the recent mean job time."""
         mean = sum(self._seconds) / len(self._seconds) if self._seconds else 1.0
         return max(1, min(120, math.ceil(mean * max(self.in_flight, 1))))
+
+    def busy_for(self) -> float:
+        """Seconds the running job has run so far (0 when idle)."""
+        since = self.busy_since
+        return time.monotonic() - since if since is not None else 0.0
 
     def submit(self, fn: Callable[[], object], cancel: threading.Event) -> Future:
         """Queue `fn`; APIError 429 at once when the queue is full."""
@@ -53,10 +60,11 @@ class GenerationWorker:
         def job():
             if cancel.is_set():
                 raise Cancelled()
-            start = time.monotonic()
+            start = self.busy_since = time.monotonic()
             try:
                 return fn()
             finally:
+                self.busy_since = None
                 self._seconds.append(time.monotonic() - start)
 
         fut = self._pool.submit(job)
@@ -115,7 +123,8 @@ def stream_turn(engine: ChatEngine, turns: list[Turn], opts: GenerationOptions, 
                 emit: Callable[[str], None], cancel: threading.Event) -> tuple[Turn, str]:
     """Stream the next turn: plain text goes to `emit` as it comes, a tool call is held and parsed.
 
-    Returns (turn, finish_reason). Text is cut at the first of `stops`.
+    Returns (turn, finish_reason). Text is cut at the first of `stops`; generation ends there, or
+    within one step of `cancel` being set, rather than running on to max_new_tokens.
     """
     scanner = StopScanner(stops)
     raw: list[str] = []
@@ -127,22 +136,27 @@ def stream_turn(engine: ChatEngine, turns: list[Turn], opts: GenerationOptions, 
             shown.append(text)
             emit(text)
 
-    for piece in engine.stream(turns, opts):
-        if cancel.is_set():
-            break
-        raw.append(piece)
-        if mode is None:
-            head = "".join(raw).lstrip()
-            if head.startswith(TOOL_OPEN):
-                mode = "tool"
-            elif head and not TOOL_OPEN.startswith(head):
-                mode, piece = "text", head
-            else:
-                continue  # could still become a tool call
-        if mode == "text":
-            show(scanner.feed(piece))
-            if scanner.stopped:
+    pieces = engine.stream(turns, opts, cancel=cancel)
+    try:
+        for piece in pieces:
+            if cancel.is_set():
                 break
+            raw.append(piece)
+            if mode is None:
+                head = "".join(raw).lstrip()
+                if head.startswith(TOOL_OPEN):
+                    mode = "tool"
+                elif head and not TOOL_OPEN.startswith(head):
+                    mode, piece = "text", head
+                else:
+                    continue  # could still become a tool call
+            if mode == "text":
+                show(scanner.feed(piece))
+                if scanner.stopped:
+                    break
+    finally:
+        if hasattr(pieces, "close"):  # the engine's generator: closing it ends generation now
+            pieces.close()
     full = "".join(raw)
     if mode == "tool":
         return engine.template.parse_reply(full), "tool_calls"
