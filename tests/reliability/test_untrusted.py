@@ -64,6 +64,7 @@ def evil_run(tmp_path: Path, tiny_llama: Path) -> tuple[Path, Path]:
     (run / "config.json").write_text(json.dumps(cfg))
     save_config(load_config(overrides={"model": {"name_or_path": str(tiny_llama), "trust_remote_code": True}}),
                 run / "config.yaml")
+    (run / "run.json").write_text("{}")  # it looks finished
     return run, marker
 
 

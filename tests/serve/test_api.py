@@ -155,7 +155,7 @@ def test_runs_on_other_bases_or_same_names_are_refused(runs, tmp_path):
         MultiEngine.load([runs[0], other], device="cpu")
     with pytest.raises(ConfigError, match="unique"):
         MultiEngine.load([runs[1], other], device="cpu")
-    with pytest.raises(ConfigError, match="not a finished tunelab run"):
+    with pytest.raises(ConfigError, match="not a tunelab run directory"):
         MultiEngine.load([tmp_path], device="cpu")
 
 

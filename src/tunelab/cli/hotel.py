@@ -47,7 +47,6 @@ def add_hotel_parser(sub) -> None:
 
 def cmd_build_db(args: argparse.Namespace, overrides) -> int:
     from tunelab.domains.hotel import build_db, import_crosswoz
-
     from tunelab.utils.safety import check_output
 
     check_output(args.out, [args.from_crosswoz], "--out")
@@ -80,7 +79,6 @@ def cmd_search(args: argparse.Namespace, overrides) -> int:
 
 def cmd_synth(args: argparse.Namespace, overrides) -> int:
     from tunelab.domains.hotel import synthesize, write_splits
-
     from tunelab.utils.safety import prepare_out_dir
 
     prepare_out_dir(args.out, ["train.jsonl", "dev.jsonl", "test.jsonl"], [args.db], "--out")  # before synthesizing

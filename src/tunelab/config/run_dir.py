@@ -11,17 +11,21 @@ leaves the old one as it was, and `train.resume` continues the staged run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 from tunelab.config.load import load_config, save_config
-from tunelab.config.schema import Config
-from tunelab.utils.errors import ConfigError
+from tunelab.config.schema import Config, ModelConfig
+from tunelab.utils.errors import ConfigError, DataError
 from tunelab.utils.io import write_json
+from tunelab.utils.log import log
 from tunelab.utils.safety import check_output, check_replaceable, is_empty_dir, mark, remove_dir, replace_dir
 
 RUN_FILE = "run.json"
 CONFIG_FILE = "config.yaml"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+STRING_KEYS = ("model_dir", "template", "system_prompt", "db")  # run.json keys inference reads
 KIND = "run"
 
 
@@ -35,6 +39,8 @@ class RunDir:
     def __init__(self, path: str | Path, work: str | Path | None = None):
         self.path = Path(path)
         self.work = Path(work) if work is not None else self.path
+        self._config: Config | None = None
+        self._summary: dict | None = None
 
     # ---------------------------------------------------------------- writing (the training job)
 
@@ -87,10 +93,13 @@ class RunDir:
         return self.path
 
     # ---------------------------------------------------------------- reading (chat, evaluate, serve, ...)
+    # A run dir may come from someone else: what it says is read, checked and bounded here. Its config
+    # cannot turn on trust_remote_code (only the caller can), and its database path never depends on the
+    # current directory. Its weights are checked by models/weights.py.
 
     @classmethod
     def open(cls, path: str | Path) -> "RunDir":
-        """A finished run: config.yaml, run.json, and an adapter or whole weights."""
+        """A finished run: config.yaml, run.json, and an adapter (safetensors) or whole weights."""
         run = cls(path)
         p = run.path
         if not p.is_dir():
@@ -100,6 +109,8 @@ class RunDir:
         if not (p / RUN_FILE).is_file():
             raise ConfigError(f"{p}: not a finished run (no {RUN_FILE}: training was interrupted before its end; "
                               "resume it with --train.resume=true)")
+        if run.has_adapter and not (p / ADAPTER_WEIGHTS).is_file():
+            raise ConfigError(f"{p / ADAPTER_WEIGHTS}: missing; the adapter needs its safetensors weights")
         return run
 
     @property
@@ -107,16 +118,96 @@ class RunDir:
         return (self.path / "adapter_config.json").is_file()
 
     def config(self) -> Config:
-        return load_config(self.path / CONFIG_FILE)
+        if self._config is None:
+            self._config = load_config(self.path / CONFIG_FILE)
+        return self._config
 
     def summary(self) -> dict:
-        path = self.path / RUN_FILE
+        """run.json, checked: a JSON object whose keys inference reads are strings."""
+        if self._summary is None:
+            self._summary = _read_summary(self.path / RUN_FILE)
+        return self._summary
+
+    def peft_type(self) -> str | None:
+        if not self.has_adapter:
+            return None
+        path = self.path / "adapter_config.json"
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{self.path}: not a tunelab run directory (no {RUN_FILE})") from None
-        except (ValueError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{path}: not valid JSON ({e}); the run directory is damaged") from None
-        if not isinstance(data, dict):
+            conf = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as e:
+            raise ConfigError(f"{path}: not valid JSON ({str(e)[:200]})") from None
+        if not isinstance(conf, dict):
             raise ConfigError(f"{path}: expected a JSON object")
-        return data
+        return conf.get("peft_type")
+
+    def base_model(self) -> str:
+        """The model the adapter applies to (the run itself when it holds whole weights)."""
+        if not self.has_adapter:
+            return str(self.path)
+        return self.summary().get("model_dir") or self.config().model.name_or_path
+
+    def template(self) -> str:
+        return self.summary().get("template") or self.config().data.template
+
+    def system_prompt(self) -> str:
+        return self.summary().get("system_prompt", self.config().data.system_prompt)
+
+    def model_config(self, trust_remote_code: bool = False) -> ModelConfig:
+        """The run's model settings for inference; trust_remote_code comes from the caller only."""
+        cfg = self.config()
+        if cfg.model.trust_remote_code and not trust_remote_code:
+            log.warning(f"{self.path / CONFIG_FILE} sets model.trust_remote_code: ignored, a run directory cannot "
+                        "turn it on; pass --trust-remote-code to run the model's own code if you trust it")
+        return dataclasses.replace(cfg.model, name_or_path=self.base_model(), trust_remote_code=trust_remote_code)
+
+    def db(self, override: str | None = None) -> str:
+        """The database the run's tools use, absolute ('' when it has none).
+
+        `override` (--db) must exist. Otherwise: run.json's absolute `db`, else config.yaml's data.db, a
+        relative one resolved against the directory training ran in, then the run dir; never the current
+        directory. When none exists the first candidate is returned, so the tool's error names it.
+        """
+        if override:
+            return check_db(override)
+        run, cfg = self.summary(), self.config()
+        candidates = [Path(run["db"])] if run.get("db") and Path(run["db"]).is_absolute() else []
+        if cfg.data.db:
+            db = Path(cfg.data.db).expanduser()
+            bases = [self._training_dir(), self.path.resolve()]
+            candidates += [db] if db.is_absolute() else [b / db for b in bases if b is not None]
+        if not candidates:
+            return ""
+        return str(next((c for c in candidates if c.is_file()), candidates[0]))
+
+    def _training_dir(self) -> Path | None:
+        """The directory training ran in, when train.output_dir was relative and the run still lies under it."""
+        out = Path(self.config().train.output_dir)
+        here = self.path.resolve().parts
+        if out.is_absolute() or not out.parts or ".." in out.parts or here[-len(out.parts):] != out.parts:
+            return None
+        return Path(*here[:-len(out.parts)])
+
+
+def check_db(db: str | None) -> str:
+    """An explicit --db: its absolute path ('' for none), or DataError naming it when it is not a file."""
+    if not db:
+        return ""
+    path = Path(db).expanduser()
+    if not path.is_file():
+        raise DataError(f"--db {db}: database file not found")
+    return str(path.resolve())
+
+
+def _read_summary(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path.parent}: not a tunelab run directory (no {RUN_FILE})") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise ConfigError(f"{path}: not valid JSON ({str(e)[:200]}); the run directory is damaged") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    for key in STRING_KEYS:
+        if key in data and not isinstance(data[key], str):
+            raise ConfigError(f"{path}: '{key}' must be a string, got {type(data[key]).__name__}")
+    return data

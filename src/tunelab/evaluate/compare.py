@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from tunelab.config.run_dir import RunDir
-from tunelab.utils.safety import check_output
 from tunelab.utils.io import atomic_path, write_text
+from tunelab.utils.safety import check_output
 
 
 def _eval_metrics(run_dir: Path, eval_name: str | None) -> dict:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from tunelab.config.run_dir import check_db
 from tunelab.data.readers import read_conversations
 from tunelab.data.schema import Conversation, Turn
 from tunelab.evaluate.metrics import score_items
@@ -19,13 +20,11 @@ from tunelab.evaluate.report import write_report
 from tunelab.infer.batch import generate_batch
 from tunelab.infer.dialog import generate_dialogs
 from tunelab.infer.engine import GenerationOptions, load_engine
-from tunelab.infer.rundir import check_db_override
 from tunelab.infer.tools import domain_tools
-from tunelab.utils.safety import prepare_out_dir
 from tunelab.utils.errors import ConfigError
 from tunelab.utils.io import write_json, write_jsonl
 from tunelab.utils.log import log
-
+from tunelab.utils.safety import prepare_out_dir
 
 DECODERS = ("dialog", "batch")
 
@@ -55,7 +54,7 @@ def hotel_runner(db_path: str | None) -> Callable | None:
     so a misspelt --db never silently drops the metric."""
     if not db_path:
         return None
-    check_db_override(db_path)
+    check_db(db_path)
     search = domain_tools("hotel", db_path)["search_hotels"]  # the same tool chat and serve run
 
     def run(args):
@@ -98,7 +97,7 @@ def evaluate(run_dir: str | Path, data_file: str | Path, limit: int = 0, out_dir
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir else run_dir / f"eval-{Path(data_file).stem}"
     _check_writable(out)
-    db = check_db_override(db) or None
+    db = check_db(db) or None
     prepare_out_dir(out, ["predictions.jsonl", "metrics.json", "report.md"], [data_file, db], "--out")
     convs, _ = read_conversations(data_file)
     items = eval_items(convs)

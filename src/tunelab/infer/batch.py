@@ -35,7 +35,7 @@ def generate_batch(engine: ChatEngine, contexts: list[list[Turn]], opts: Generat
             mask[row, width - len(p):] = 1
         ids, mask = ids.to(engine.model.device), mask.to(engine.model.device)
         with torch.no_grad():
-            gen = engine.model.generate(input_ids=ids, attention_mask=mask, **engine._generate_kwargs(opts))
+            gen = engine.model.generate(input_ids=ids, attention_mask=mask, **engine.generate_kwargs(opts))
         for row, i in enumerate(idx):
             seq = gen[row, width:].tolist()
             cut = next((k for k, t in enumerate(seq) if t in engine.stop_ids), len(seq))

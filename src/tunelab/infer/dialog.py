@@ -23,9 +23,9 @@ from tqdm.auto import tqdm
 from tunelab.data.schema import Turn
 from tunelab.infer.batch import generate_batch
 from tunelab.infer.engine import ChatEngine, GenerationOptions
-from tunelab.models.compat import fork_cache, new_dialog_cache, stackable
 from tunelab.infer.lookup import NgramLookup
 from tunelab.infer.spec_decode import Job, accepted, cut, decode_pass, fast_rows, greedy
+from tunelab.models.compat import fork_cache, new_dialog_cache, stackable
 
 
 @dataclass

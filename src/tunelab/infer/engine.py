@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import queue
 import threading
@@ -11,11 +10,10 @@ from pathlib import Path
 from typing import Iterator
 
 import tunelab.utils.offline  # noqa: F401
-from tunelab.config import load_config
+from tunelab.config.run_dir import RunDir
 from tunelab.data.render import Renderer
 from tunelab.data.schema import Turn
 from tunelab.data.template import ChatTemplate, get_template
-from tunelab.infer.rundir import inference_model_config, read_run_json, run_db
 from tunelab.models import load_model
 from tunelab.models.weights import verify_run_weights
 from tunelab.utils.errors import ConfigError, ModelError
@@ -77,7 +75,8 @@ class ChatEngine:
             ids.add(end[0])
         return sorted(i for i in ids if i is not None)
 
-    def _generate_kwargs(self, opts: GenerationOptions) -> dict:
+    def generate_kwargs(self, opts: GenerationOptions) -> dict:
+        """The `generate` keyword arguments for `opts` (greedy or sampling, stop ids, pad id)."""
         sample = opts.temperature > 0
         kw = dict(max_new_tokens=opts.max_new_tokens, do_sample=sample, eos_token_id=self.stop_ids,
                   pad_token_id=self.tokenizer.pad_token_id)
@@ -112,7 +111,7 @@ class ChatEngine:
         # the timeout only lets the loop below notice a generation thread that died without a word
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=1.0)
         kw = dict(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer,
-                  stopping_criteria=_stop_when(stop, cancel), **self._generate_kwargs(opts))
+                  stopping_criteria=_stop_when(stop, cancel), **self.generate_kwargs(opts))
         failure: list[BaseException] = []
 
         def run() -> None:
@@ -163,7 +162,7 @@ class ChatEngine:
         ids = self._prompt(turns, opts)
         with torch.no_grad():
             out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                      stopping_criteria=_stop_when(cancel), **self._generate_kwargs(opts))
+                                      stopping_criteria=_stop_when(cancel), **self.generate_kwargs(opts))
         text = self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=False)
         return self.template.parse_reply(_strip_stop(text, self.tokenizer, self.stop_ids))
 
@@ -204,20 +203,12 @@ def load_engine(run_dir: str | Path, device: str | None = None, merge: bool = Fa
     import torch
     from peft import PeftModel
 
-    run_dir = Path(run_dir)
-    has_adapter = (run_dir / "adapter_config.json").is_file()
-    if not (run_dir / "config.yaml").is_file() or not (has_adapter or (run_dir / "config.json").is_file()):
-        raise ConfigError(f"{run_dir}: not a finished tunelab run (needs config.yaml and an adapter or weights)")
+    run = RunDir.open(run_dir)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    cfg = load_config(run_dir / "config.yaml")
-    run = read_run_json(run_dir)
-    db = run_db(run_dir, cfg, run, db)
-    verify_run_weights(run_dir, run.get("checksums"))
-    if has_adapter and not (run_dir / "adapter_model.safetensors").is_file():
-        raise ModelError(f"{run_dir / 'adapter_model.safetensors'}: missing; the adapter needs its safetensors weights")
-    base = run.get("model_dir", cfg.model.name_or_path) if has_adapter else str(run_dir)  # full/freeze: own weights
-    model, tokenizer, _ = load_model(inference_model_config(cfg, base, run_dir, trust_remote_code), device,
-                                     use_safetensors=True)
+    db = run.db(db)
+    verify_run_weights(run.path, run.summary().get("checksums"))
+    model, tokenizer, _ = load_model(run.model_config(trust_remote_code), device, use_safetensors=True)
+    has_adapter, run_dir = run.has_adapter, run.path
     if has_adapter:
         try:
             model = PeftModel.from_pretrained(model, str(run_dir)).to(device)
@@ -226,6 +217,6 @@ def load_engine(run_dir: str | Path, device: str | None = None, merge: bool = Fa
         # prompt-learning adapters have nothing to fold in; LoRA, DoRA and IA3 do
         if merge and not model.peft_config["default"].is_prompt_learning:
             model = model.merge_and_unload()
-    template = get_template(run.get("template", cfg.data.template), tokenizer, cfg.data.tool_results)
-    return ChatEngine(model, tokenizer, template, run.get("system_prompt", cfg.data.system_prompt),
-                      domain=cfg.data.domain, db=db)
+    cfg = run.config()
+    template = get_template(run.template(), tokenizer, cfg.data.tool_results)
+    return ChatEngine(model, tokenizer, template, run.system_prompt(), domain=cfg.data.domain, db=db)

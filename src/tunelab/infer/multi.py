@@ -9,20 +9,18 @@ requests from several threads never run with another run's adapter.
 
 from __future__ import annotations
 
-import json
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import tunelab.utils.offline  # noqa: F401
-from tunelab.config import load_config
+from tunelab.config.run_dir import RunDir
 from tunelab.data.template import get_template
 from tunelab.infer.engine import ChatEngine
-from tunelab.infer.rundir import inference_model_config, read_run_json, run_db
 from tunelab.models import load_model
 from tunelab.models.weights import verify_run_weights
-from tunelab.utils.errors import ConfigError, ModelError
+from tunelab.utils.errors import ConfigError
 
 
 @dataclass
@@ -46,29 +44,13 @@ def read_run_info(run_dir: str | Path, db: str | None = None) -> RunInfo:
 
     Its weights are checked as load_engine checks them (safetensors, run.json checksums); `db`
     overrides the run's database."""
-    run_dir = Path(run_dir)
-    has_adapter = (run_dir / "adapter_config.json").is_file()
-    if not (run_dir / "config.yaml").is_file() or not (has_adapter or (run_dir / "config.json").is_file()):
-        raise ConfigError(f"{run_dir}: not a finished tunelab run (needs config.yaml and an adapter or weights)")
-    cfg = load_config(run_dir / "config.yaml")
-    run = read_run_json(run_dir)
-    verify_run_weights(run_dir, run.get("checksums"))
-    peft_type = None
-    if has_adapter:
-        try:
-            peft_type = json.loads((run_dir / "adapter_config.json").read_text(encoding="utf-8")).get("peft_type")
-        except (UnicodeDecodeError, ValueError, RecursionError, AttributeError) as e:
-            raise ConfigError(f"{run_dir / 'adapter_config.json'}: not a JSON object ({str(e)[:200]})") from None
-        if not (run_dir / "adapter_model.safetensors").is_file():
-            raise ModelError(f"{run_dir / 'adapter_model.safetensors'}: missing; an adapter needs its safetensors")
-        base = Path(run.get("model_dir", cfg.model.name_or_path))
-    else:
-        base = run_dir  # full / freeze: the run holds whole weights of its own
-    return RunInfo(name=run_dir.resolve().name, run_dir=run_dir, base=base.resolve(), adapter=None,
-                   peft_type=peft_type, template=run.get("template", cfg.data.template),
-                   tool_results=cfg.data.tool_results,
-                   system_prompt=run.get("system_prompt", cfg.data.system_prompt),
-                   domain=cfg.data.domain, db=run_db(run_dir, cfg, run, db))
+    run = RunDir.open(run_dir)
+    verify_run_weights(run.path, run.summary().get("checksums"))
+    cfg = run.config()
+    return RunInfo(name=run.path.resolve().name, run_dir=run.path, base=Path(run.base_model()).resolve(),
+                   adapter=None, peft_type=run.peft_type(), template=run.template(),
+                   tool_results=cfg.data.tool_results, system_prompt=run.system_prompt(),
+                   domain=cfg.data.domain, db=run.db(db))
 
 
 class AdapterView:
@@ -147,8 +129,7 @@ class MultiEngine:
         runs = [read_run_info(d, db) for d in run_dirs]
         _check_compatible(runs)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        cfg = load_config(runs[0].run_dir / "config.yaml")
-        model_cfg = inference_model_config(cfg, runs[0].base, runs[0].run_dir, trust_remote_code)
+        model_cfg = RunDir(runs[0].run_dir).model_config(trust_remote_code)
         model, tokenizer, _ = load_model(model_cfg, device, use_safetensors=True)
         for i, r in enumerate(r for r in runs if r.peft_type):
             r.adapter = f"run{i}"  # run names may hold dots or dashes; module keys may not

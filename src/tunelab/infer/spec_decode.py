@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tunelab.models.compat import cache_row, stack_caches
 from tunelab.infer.lookup import NgramLookup
+from tunelab.models.compat import cache_row, stack_caches
 
 # On CPU the output layer's matmul (262k rows for Gemma 3) takes a slow path for 4 to 15 rows of
 # logits with MKL: measured on gemma3-270m, 2 threads, a pass checking 8 tokens took 131 ms, one

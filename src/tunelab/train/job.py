@@ -6,9 +6,9 @@ import contextlib
 import time
 from pathlib import Path
 
-import tunelab.utils.offline  # noqa: F401
 from transformers.trainer_callback import PrinterCallback
 
+import tunelab.utils.offline  # noqa: F401
 from tunelab.config import Config, load_config
 from tunelab.config.run_dir import RunDir
 from tunelab.data.collate import PackCollator, PadCollator
@@ -16,8 +16,14 @@ from tunelab.methods import parameter_report
 from tunelab.models.attention import packed_attention
 from tunelab.models.weights import weight_checksums
 from tunelab.train.callbacks import MetricsLog, ProgressBar, TimeBudget, peak_rss_mb
-from tunelab.train.checkpoints import (CheckpointMarker, Progress, finished_run, resume_point, trim_metrics,
-                                       whole_run_loss)
+from tunelab.train.checkpoints import (
+    CheckpointMarker,
+    Progress,
+    finished_run,
+    resume_point,
+    trim_metrics,
+    whole_run_loss,
+)
 from tunelab.train.loss import is_prompt_learning
 from tunelab.train.memory import ActivationBudget
 from tunelab.train.plot import plot_loss

@@ -12,7 +12,6 @@ import torch.nn.functional as F
 
 from tunelab.data.render import IGNORE
 
-
 PASSED = ("input_ids", "attention_mask", "position_ids", "cu_seq_lens_q", "cu_seq_lens_k", "max_length_q",
           "max_length_k")
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunelab.utils.safety import check_output
 from tunelab.data.prep.rows import field_value, label_key, load_rows, valid_rows, write_rows
 from tunelab.utils.errors import ConfigError, DataError
+from tunelab.utils.safety import check_output
 
 MODES = ("down", "up", "weight")
 

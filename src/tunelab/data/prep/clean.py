@@ -13,12 +13,19 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.data.prep.minhash import NearDuplicateIndex
-from tunelab.data.prep.rows import (Row, check_format, content_hash, conversation_text, load_rows, to_conversation,
-                                   write_rows)
+from tunelab.data.prep.rows import (
+    Row,
+    check_format,
+    content_hash,
+    conversation_text,
+    load_rows,
+    to_conversation,
+    write_rows,
+)
 from tunelab.data.schema import check_conversation
-from tunelab.utils.safety import check_output
 from tunelab.utils.errors import ConfigError, DataError
 from tunelab.utils.io import write_jsonl
+from tunelab.utils.safety import check_output
 
 _CONTROL = re.compile(r"[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f\u200b\ufeff]")
 _RUNS = re.compile(r"(?<=\S)[ \t]{2,}")  # runs inside a line; leading indentation is kept

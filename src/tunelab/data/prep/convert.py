@@ -8,11 +8,11 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from tunelab.utils.safety import check_output
 from tunelab.data.prep.rows import Row, check_format, load_rows, to_conversation, write_rows
 from tunelab.data.readers.hotel import TOOL_NAME
 from tunelab.data.schema import Conversation, Turn
 from tunelab.utils.errors import ConfigError, DataError
+from tunelab.utils.safety import check_output
 
 TARGETS = ("messages", "hotel", "alpaca", "text-label")
 _PROMPT_KEYS = ("instruction", "prompt", "text")  # where a --prompt-template's text goes

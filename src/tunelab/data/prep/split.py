@@ -10,10 +10,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tunelab.utils.safety import prepare_out_dir
 from tunelab.data.prep.rows import content_hash, field_value, label_key, load_rows, valid_rows
 from tunelab.utils.errors import ConfigError, DataError
 from tunelab.utils.io import write_jsonl
+from tunelab.utils.safety import prepare_out_dir
 
 SPLIT_NAMES = ("train", "dev", "test")
 _NOT_CONTENT = ("id", "weight")  # keys that make otherwise identical rows look different

@@ -8,8 +8,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from tunelab.utils.safety import prepare_out_dir
 from tunelab.utils.io import write_jsonl
+from tunelab.utils.safety import prepare_out_dir
 
 SPLITS = (("train", 0.8), ("dev", 0.1), ("test", 0.1))
 

@@ -17,9 +17,9 @@ import json
 from pathlib import Path
 
 from tunelab.config import Config
+from tunelab.data.dataset import encode_rows
 from tunelab.data.labeled import as_conversations, check_labels, read_labeled
 from tunelab.data.render import Renderer
-from tunelab.data.dataset import encode_rows
 from tunelab.data.schema import Turn
 from tunelab.evaluate.metrics import classification_metrics
 from tunelab.methods import TrainContext, get_method
