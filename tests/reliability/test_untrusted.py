@@ -145,7 +145,7 @@ def test_run_db_does_not_depend_on_the_current_directory(trained, tmp_path, monk
 
 
 def test_db_override_must_exist(trained, tmp_path, monkeypatch):
-    from tunelab.evaluate.job import evaluate, hotel_runner
+    from tunelab.evaluate.job import evaluate, score_predictions
     from tunelab.infer.engine import load_engine
     from tunelab.train.job import train
 
@@ -156,7 +156,7 @@ def test_db_override_must_exist(trained, tmp_path, monkeypatch):
     with pytest.raises(DataError, match="hotel.db"):
         evaluate(run, SAMPLE, db="hotel.db", out_dir=tmp_path / "ev")
     with pytest.raises(DataError, match="hotel.db"):
-        hotel_runner("hotel.db")  # `tunelab score --db`: no silent drop of the tool-execution metric
+        score_predictions(SAMPLE, "hotel", "hotel.db")  # `tunelab score --db`: no silent drop of the tool-execution metric
     with pytest.raises(ConfigError, match="data.db 'hotel.db'"):
         train({"data": {"train_file": str(SAMPLE), "db": "hotel.db"}, "train": {"output_dir": str(tmp_path / "r")}})
     assert not (tmp_path / "r").exists()

@@ -18,9 +18,10 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 pytest.importorskip("gradio")
 
 from tests.serve.test_api import SEARCH, scripted, trained_runs  # noqa: E402
+from tunelab.domains import get_domain  # noqa: E402
 from tunelab.infer.engine import GenerationOptions  # noqa: E402
 from tunelab.infer.multi import MultiEngine  # noqa: E402
-from tunelab.serve.webui import HOTEL_COLUMNS, build_webui, launch, respond  # noqa: E402
+from tunelab.serve.webui import build_webui, columns, launch, respond  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "webui.png"
@@ -46,14 +47,19 @@ def test_respond_runs_the_tools_and_fills_the_panes(engines, hotels, monkeypatch
     reply, history, search, rows = respond(engines, "run_a", "找酒店", [], GenerationOptions(max_new_tokens=8))
     assert reply == f"found {len(hotels)}: {hotels[0]['name']}"
     assert search == {"tool": "search_hotels", "arguments": SEARCH, "error": None}
-    assert [r[0] for r in rows] == [h["name"] for h in hotels] and len(rows[0]) == len(HOTEL_COLUMNS)
+    cols = columns(engines.engine_for("run_a"))
+    assert cols == list(get_domain("hotel").display_columns) and cols[0] == "name"
+    assert [r[0] for r in rows] == [h["name"] for h in hotels] and len(rows[0]) == len(cols)
     assert [t.role for t in history] == ["user", "tool_call", "tool_result", "assistant"]
 
 
 def test_respond_with_the_real_model_and_no_domain(engines):
     reply, history, search, rows = respond(engines, engines.base_id, "你好", [], GenerationOptions(max_new_tokens=6))
     assert isinstance(reply, str) and reply and history[0].content == "你好"
-    assert rows == [] or search is not None
+    assert rows == []  # no domain, no tools: nothing can return records
+    calls = [t for t in history if t.role == "tool_call"]
+    assert (search is None) == (not calls)
+    assert search is None or "unknown tool" in search["error"]
 
 
 def _free_port() -> int:

@@ -66,6 +66,18 @@ def test_unknown_tool_and_empty_reply_and_tool_exception():
     assert res.fallback and res.reply.content == FALLBACK
 
 
+def test_an_agent_for_a_domain_has_its_tools_and_its_fallback():
+    from tunelab.domains import get_domain
+
+    agent = Agent.for_domain(scripted(), "units", "")
+    assert set(agent.tools) == {"convert_units"} and agent.fallback == get_domain("units").fallback_reply
+    bad = Turn("tool_call", name="convert_units", arguments={"value": 1, "from_unit": "kg", "to_unit": "km"})
+    res = Agent.for_domain(scripted(bad, bad), "units", "").respond([], "1 kg in km")
+    assert res.fallback and res.reply.content == get_domain("units").fallback_reply
+    assert "cannot convert mass (kg) to length (km)" in res.events[0].error
+    assert Agent.for_domain(scripted(), "", "").tools == {}
+
+
 def test_too_many_calls_stop():
     call = Turn("tool_call", name="search_hotels", arguments={})
     res = Agent(scripted(*[call] * 10), TOOLS, max_calls=2).respond([], "x")

@@ -88,8 +88,8 @@ def test_typed_choices_match_the_registries():
     from tunelab.config.schema import DataConfig, EvalConfig, MethodConfig, TrainConfig
     from tunelab.data.readers import READERS
     from tunelab.data.template import TOOL_RESULT_FORMATS
+    from tunelab.domains import DOMAINS
     from tunelab.evaluate.job import DECODERS
-    from tunelab.infer.tools import DOMAINS
     from tunelab.methods.registry import METHODS
     from tunelab.train.precision import CHOICES
 

@@ -219,7 +219,8 @@ def test_slot_exact_match_order_insensitive():
 HOTELS = {"如家": ("经济型", ["wifi"]), "汉庭": ("经济型", ["wifi", "暖气"]), "希尔顿": ("豪华型", ["暖气", "泳池"])}
 
 
-def fake_search(args: dict):
+def fake_search(prefix: str, args: dict):
+    assert prefix == "search"
     if not set(args) <= {"type", "facilities"} or not isinstance(args.get("facilities", []), list):
         return None
     return [
@@ -245,12 +246,21 @@ def test_tool_execution_match():
     ]
     assert tool_execution_match(items, fake_search) == pytest.approx(20.0)
 
-    def raising(args):
+    def raising(prefix, args):
         if "boom" in args:
             raise TypeError("bad")
         return ["x"]
 
     assert tool_execution_match([item(S({"a": 1}), S({"boom": 1}))], raising) == 0.0
+
+
+def test_a_call_of_another_tool_is_wrong_whatever_its_arguments():
+    gold = "get_weather:\n" + json.dumps({"city": "北京"}, ensure_ascii=False)
+    items = [item(gold, S({"city": "北京"})), item(gold, gold)]
+    assert role_accuracy(items) == 50.0
+    assert slot_prf(items)["slot_p"] == 100.0 and slot_prf(items)["slot_r"] == 50.0
+    assert tool_execution_match(items, lambda prefix, args: [prefix, args["city"]]) == 50.0
+    assert score_items(items)["n_search"] == 2
 
 
 def test_classification_metrics_by_hand():
@@ -288,7 +298,7 @@ def test_score_items_keys_counts_rounding():
     assert r["bleu-4"] == 36.0645
     assert set(r) >= {"rouge-1", "rouge-2", "rouge-l"}
     assert all(round(v, 4) == v for v in r.values())
-    r2 = score_items(items, run_search=fake_search)
+    r2 = score_items(items, run_tool=fake_search)
     assert r2["tool_execution_match"] == 50.0
 
 

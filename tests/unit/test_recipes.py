@@ -16,6 +16,10 @@ def test_recipe_loads(path):
     assert cfg.method.name in METHODS
     if path.name.startswith("hotel_"):
         assert path.stem == f"hotel_{cfg.method.name}" and cfg.data.domain == "hotel"
+    if cfg.data.domain:  # a domain's recipe uses its default system prompt, as chat and serve will
+        from tunelab.domains import get_domain
+
+        assert cfg.data.system_prompt == get_domain(cfg.data.domain).system_prompt
 
 
 def test_every_method_has_a_hotel_recipe():

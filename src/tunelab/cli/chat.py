@@ -15,7 +15,6 @@ from tunelab.data.schema import Turn
 from tunelab.data.template import TOOL_OPEN
 from tunelab.infer.agent import Agent
 from tunelab.infer.engine import GenerationOptions, PromptTooLong, load_engine
-from tunelab.infer.tools import domain_tools
 from tunelab.serve.limits import default_max_prompt_tokens
 
 
@@ -59,7 +58,7 @@ def chat_loop(run_dir: str, max_new_tokens: int = 256, temperature: float = 0.0,
     opts = GenerationOptions(max_new_tokens=max_new_tokens, temperature=temperature)
     engine = load_engine(run_dir, trust_remote_code=trust_remote_code, db=db)
     opts.max_prompt_tokens = default_max_prompt_tokens(engine.model)
-    agent = Agent(_streaming_reply(engine, opts), domain_tools(engine.domain, engine.db), on_event=_show_event)
+    agent = Agent.for_domain(_streaming_reply(engine, opts), engine.domain, engine.db, on_event=_show_event)
     history: list[Turn] = []
     print("tunelab chat: type a message; /reset clears the history, /exit quits.")
     while True:

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from tunelab.cli.args import COUNT, POSITIVE, number
+from tunelab.domains import DOMAINS
 
 
 def add_data_parser(sub) -> None:
@@ -60,6 +61,14 @@ def add_data_parser(sub) -> None:
     v2.add_argument("--prompt-template", default=None, help="format string over the columns, e.g. '问题：{question}'")
     v2.add_argument("--to-datasets", action="store_true")
     v2.set_defaults(fn=cmd_convert)
+
+    y = ds.add_parser("synth", help="synthesize a domain's dialogs from its generator: OUT/{train,dev,test}.jsonl")
+    y.add_argument("--domain", required=True, choices=list(DOMAINS))
+    y.add_argument("--n", type=POSITIVE, default=500, help="dialogs to generate (before duplicates are dropped)")
+    y.add_argument("--seed", type=int, default=0)
+    y.add_argument("--db", default="", help="the domain's database, when its tools need one (hotel)")
+    y.add_argument("--out", required=True, metavar="OUTDIR")
+    y.set_defaults(fn=cmd_synth)
 
     t = ds.add_parser("stats", help="token lengths, turns per dialog, labels, truncation at --max-length")
     t.add_argument("file")
@@ -131,6 +140,15 @@ def cmd_convert(args: argparse.Namespace, overrides) -> int:
 
     _print(convert_file(args.inp, args.out, args.to, args.columns, args.prompt_template, args.format,
                         args.to_datasets))
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace, overrides) -> int:
+    from tunelab.config.run_dir import check_db
+    from tunelab.domains import get_domain
+    from tunelab.domains.data import synthesize_splits
+
+    _print(synthesize_splits(get_domain(args.domain), args.n, args.seed, check_db(args.db), args.out))
     return 0
 
 

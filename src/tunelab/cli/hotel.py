@@ -78,11 +78,10 @@ def cmd_search(args: argparse.Namespace, overrides) -> int:
 
 
 def cmd_synth(args: argparse.Namespace, overrides) -> int:
-    from tunelab.domains.hotel import synthesize, write_splits
-    from tunelab.utils.safety import prepare_out_dir
+    from tunelab.domains import get_domain
+    from tunelab.domains.data import synthesize_splits
 
-    prepare_out_dir(args.out, ["train.jsonl", "dev.jsonl", "test.jsonl"], [args.db], "--out")  # before synthesizing
-    report = write_splits(synthesize(args.db, args.n, seed=args.seed), args.out, seed=args.seed, inputs=[args.db])
+    report = synthesize_splits(get_domain("hotel"), args.n, args.seed, args.db, args.out)
     print(json.dumps(report, ensure_ascii=False, indent=1, default=str))
     return 0
 

@@ -9,6 +9,7 @@ from tunelab.cli.args import COUNT, POSITIVE
 from tunelab.cli.data import add_data_parser
 from tunelab.cli.hotel import add_hotel_parser
 from tunelab.cli.serve import add_serve_parser, add_webui_parser
+from tunelab.domains import DOMAINS
 from tunelab.utils.errors import TunelabError
 
 TRUST_HELP = "run Python code shipped with the base model (never taken from a run's config.yaml)"
@@ -65,10 +66,9 @@ def cmd_evaluate(args, overrides: list[str]) -> int:
 def cmd_score(args, overrides: list[str]) -> int:
     import json
 
-    from tunelab.evaluate.job import hotel_runner
-    from tunelab.evaluate.metrics import score_file
+    from tunelab.evaluate.job import score_predictions
 
-    print(json.dumps(score_file(args.predictions, hotel_runner(args.db)), ensure_ascii=False, indent=2))
+    print(json.dumps(score_predictions(args.predictions, args.domain, args.db), ensure_ascii=False, indent=2))
     return 0
 
 
@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(fn=cmd_chat)
     e = sub.add_parser("evaluate", help="generate and score every target turn of a data file")
     e.add_argument("run_dir")
-    e.add_argument("--data", required=True, help="hotel dialogs, per-turn export, or conversations")
+    e.add_argument("--data", required=True, help="dialogs in any readable format (hotel, turns, messages, ...)")
     e.add_argument("--limit", type=COUNT, default=0, help="at most N items (0: all)")
     e.add_argument("--out", default=None, help="output dir (default RUN_DIR/eval-<data name>)")
     e.add_argument("--batch-size", type=POSITIVE, default=8,
@@ -114,12 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "batch: left-padded batches of items")
     e.add_argument("--max-new-tokens", type=POSITIVE, default=256)
     e.add_argument("--db", default=None,
-                   help="hotel SQLite DB for tool execution match (default: the run's own, from run.json)")
+                   help="the domain's database for tool execution match (default: the run's own, from run.json)")
     e.add_argument("--trust-remote-code", action="store_true", help=TRUST_HELP)
     e.set_defaults(fn=cmd_evaluate)
     s = sub.add_parser("score", help="metrics of a predictions.jsonl file, no model")
     s.add_argument("predictions")
-    s.add_argument("--db", default=None, help="hotel SQLite DB for tool execution match (must exist)")
+    s.add_argument("--domain", default="hotel", choices=list(DOMAINS),
+                   help="the domain whose tools run the predicted calls (tool execution match) and extra metrics")
+    s.add_argument("--db", default=None, help="the domain's database, for tool execution match (must exist)")
     s.set_defaults(fn=cmd_score)
     k = sub.add_parser("compare", help="one table across runs (BLEU-4, slot P/R/F1, params, time, memory)")
     k.add_argument("run_dirs", nargs="+")

@@ -63,7 +63,7 @@ def add_serve_parser(sub) -> None:
 
 
 def add_webui_parser(sub) -> None:
-    w = sub.add_parser("webui", help="Gradio chat page with the search arguments and hotels found")
+    w = sub.add_parser("webui", help="Gradio chat page with the last tool call and the records it returned")
     w.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     w.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
     w.add_argument("--port", type=int, default=7860)

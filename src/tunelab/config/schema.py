@@ -58,7 +58,8 @@ class DataConfig:
                       "`tunelab train --no-cache` forces tokenization")
     skip_invalid: bool = opt(False, "skip and count bad rows instead of stopping at the first")
     max_samples: int = opt(0, "use at most this many conversations (0: all)", ge=0)
-    domain: Literal["", "hotel"] = opt("", "domain whose tools chat and serve run: '' (none) or hotel")
+    domain: Literal["", "hotel", "units"] = opt("", "domain plug-in whose tools chat, serve and evaluate run: '' (none), hotel "
+                                                           "or units (tunelab/domains)")
     db: str = opt("", "the domain's database (hotel: a SQLite file from `tunelab hotel build-db`)")
 
 

@@ -15,12 +15,12 @@ from typing import Callable
 from tunelab.config.run_dir import check_db
 from tunelab.data.readers import read_conversations
 from tunelab.data.schema import Conversation, Turn
+from tunelab.domains import domain_of_tool, get_domain
 from tunelab.evaluate.metrics import score_items
 from tunelab.evaluate.report import write_report
 from tunelab.infer.batch import generate_batch
 from tunelab.infer.dialog import generate_dialogs
 from tunelab.infer.engine import GenerationOptions, load_engine
-from tunelab.infer.tools import domain_tools
 from tunelab.utils.errors import ConfigError
 from tunelab.utils.io import write_json, write_jsonl
 from tunelab.utils.log import log
@@ -29,11 +29,15 @@ from tunelab.utils.safety import prepare_out_dir
 DECODERS = ("dialog", "batch")
 
 
-def render(turn: Turn) -> str:
-    """A Turn in the reference's rendered form: `assistant: <reply>` or `search:\\n<json>`."""
+def render(turn: Turn, domain: str = "") -> str:
+    """A Turn in the rendered form scored by the metrics: `assistant: <reply>` or `<prefix>:\\n<json>`, the
+    prefix being the domain's name for the tool (hotel: `search`, as in the reference) or the tool's name."""
     if turn.role == "tool_call":
+        plugin = get_domain(domain) or domain_of_tool(turn.name)  # a run without data.domain on a domain's data
+        if plugin is not None:
+            return plugin.render_call(turn.name, turn.arguments, turn.content)
         body = json.dumps(turn.arguments, ensure_ascii=False) if turn.arguments is not None else turn.content
-        return "search:\n" + body
+        return f"{turn.name or 'tool'}:\n{body}"
     return f"assistant: {turn.content}"
 
 
@@ -47,21 +51,47 @@ def eval_items(convs: list[Conversation]) -> list[tuple[list[Turn], Turn, str]]:
     return items
 
 
-def hotel_runner(db_path: str | None) -> Callable | None:
-    """run_search for tool execution match: argument dict -> hotel names, None when invalid.
-
-    No db_path: None (no tool execution metric). A db_path that is not a file: DataError naming it,
-    so a misspelt --db never silently drops the metric."""
-    if not db_path:
+def tool_runner(domain: str, resource: str | None) -> Callable | None:
+    """run_tool for tool execution match: (prefix, arguments) -> the results' identities (the domain's
+    record_key, e.g. hotel names), None when the call is invalid. None when there is no domain, or its
+    tools need a resource (the hotel database) that is not given; an explicit one must exist (check_db)."""
+    plugin = get_domain(domain)
+    if plugin is None:
         return None
-    check_db(db_path)
-    search = domain_tools("hotel", db_path)["search_hotels"]  # the same tool chat and serve run
+    try:
+        tools = plugin.make_tools(resource or "")  # the same tools chat and serve run
+    except ConfigError:
+        return None
 
-    def run(args):
-        res = search(args)
-        return [r["name"] for r in res["records"]] if res.get("ok") else None
+    def run(prefix: str, args: dict):
+        name = plugin.tool_for(prefix)
+        res = tools[name](args) if name in tools else {"ok": False}
+        if not res.get("ok"):
+            return None
+        key = plugin.record_key
+        return [r.get(key) if key and isinstance(r, dict) else json.dumps(r, sort_keys=True, ensure_ascii=False)
+                for r in res.get("records", [])]
 
     return run
+
+
+def score(rows: list[dict], domain: str, resource: str | None) -> dict:
+    """The metrics of rendered rows, tool execution match when the domain's tools can run, and the domain's
+    own extra metrics."""
+    metrics = score_items(rows, tool_runner(domain, resource))
+    plugin = get_domain(domain)
+    if plugin is not None and plugin.extra_metrics is not None:
+        metrics.update(plugin.extra_metrics(rows))
+    return metrics
+
+
+def score_predictions(path: str | Path, domain: str = "", db: str | None = None) -> dict:
+    """`tunelab score`: the metrics of a predictions.jsonl; an explicit `db` must exist (DataError naming it),
+    so a misspelt path never silently drops the tool execution metric."""
+    from tunelab.evaluate.metrics import read_predictions
+
+    db = check_db(db) or None  # before anything else: a misspelt --db is the first thing to hear about
+    return score(read_predictions(path), domain, db)
 
 
 def _check_writable(out: Path) -> None:
@@ -71,16 +101,6 @@ def _check_writable(out: Path) -> None:
         probe = probe.parent
     if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
         raise ConfigError(f"--out {out}: cannot write there ({probe} is not a writable directory)")
-
-
-def _run_db(engine) -> str | None:
-    """The run's own database for tool execution match; a missing one is a warning, not an error."""
-    if getattr(engine, "domain", "") != "hotel" or not getattr(engine, "db", ""):
-        return None
-    if not Path(engine.db).is_file():
-        log.warning(f"the run's database {engine.db} is missing: no tool execution metric (pass --db PATH)")
-        return None
-    return engine.db
 
 
 def evaluate(run_dir: str | Path, data_file: str | Path, limit: int = 0, out_dir: str | Path | None = None,
@@ -110,9 +130,13 @@ def evaluate(run_dir: str | Path, data_file: str | Path, limit: int = 0, out_dir
         preds, speed = generate_dialogs(engine, [(c, gold) for c, gold, _ in items], opts, batch_size=batch_size)
     else:
         preds, speed = generate_batch(engine, [c for c, _, _ in items], opts, batch_size=batch_size)
-    rows = [{"label": render(gold), "predict": render(pred), "source": src}
+    domain = getattr(engine, "domain", "")
+    rows = [{"label": render(gold, domain), "predict": render(pred, domain), "source": src}
             for (_, gold, src), pred in zip(items, preds)]
-    metrics = {**score_items(rows, hotel_runner(db or _run_db(engine))), **speed, "data_file": str(data_file),
+    resource = db or getattr(engine, "db", "")
+    if resource and not Path(resource).is_file():
+        log.warning(f"the run's database {resource} is missing: no tool execution metric (pass --db PATH)")
+    metrics = {**score(rows, domain, resource), **speed, "data_file": str(data_file),
                "run_dir": str(run_dir), "eval_time_s": round(time.time() - start, 1)}
     try:
         write_jsonl(out / "predictions.jsonl", rows)

@@ -1,10 +1,10 @@
-"""Task metrics for the tool-calling hotel assistant.
+"""Task metrics for a tool-calling assistant (the hotel reference table's definitions).
 
 An item is a prediction `{"label": str, "predict": str}`; both strings are rendered turns (see
 `tunelab.evaluate.parse`). Items are grouped by the role of their *gold* turn:
 
-- search items (gold is `search:` + JSON object) score slot P/R/F1, slot exact match and
-  tool execution match;
+- tool-call items (gold is `<prefix>:` + JSON object, `search:` for hotel) score slot P/R/F1, slot exact
+  match and tool execution match; a predicted call counts only with the gold's prefix (the same tool);
 - assistant items (gold is `assistant: ...`) score BLEU-4 and ROUGE-1/2/L;
 - every item scores role accuracy.
 
@@ -14,12 +14,11 @@ malformed prediction.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from tunelab.evaluate.parse import ASSISTANT, SEARCH, parse_rendered, read_predictions, render_turn
+from tunelab.evaluate.parse import ASSISTANT, is_call, parse_rendered, read_predictions, render_turn
 
 __all__ = [
     "render_turn",
@@ -37,7 +36,7 @@ __all__ = [
     "score_file",
 ]
 
-RunSearch = Callable[[dict], "list[str] | None"]
+RunTool = Callable[[str, dict], "list | None"]  # (prefix, arguments) -> result identities, None if invalid
 
 
 def _parsed(items: Iterable[dict]) -> list[tuple[str | None, Any, str | None, Any]]:
@@ -104,18 +103,18 @@ def _f1(p: float, r: float) -> float:
 
 
 def slot_prf(items: Iterable[dict]) -> dict[str, float]:
-    """Micro slot precision/recall/F1 (x100) over the items whose gold is a search.
+    """Micro slot precision/recall/F1 (x100) over the items whose gold is a tool call.
 
     P = correct / predicted slots, R = correct / gold slots, F1 = 2PR/(P+R) (0 when P+R == 0).
-    A prediction that is not a search, or whose arguments don't parse to a dict, predicts 0 slots.
+    A prediction that is not the gold's tool call, or whose arguments don't parse to a dict, predicts 0 slots.
     Searches predicted where gold is an assistant reply are NOT counted (as in the reference),
     so spurious tool calls lower role accuracy, not slot precision.
     """
     correct = n_pred = n_gold = 0
     for g_role, g, p_role, p in _parsed(items):
-        if g_role != SEARCH:
+        if not is_call(g_role):
             continue
-        c, np_, ng = slot_counts(p if p_role == SEARCH else None, g)
+        c, np_, ng = slot_counts(p if p_role == g_role else None, g)
         correct, n_pred, n_gold = correct + c, n_pred + np_, n_gold + ng
     p = correct / n_pred if n_pred else 0.0
     r = correct / n_gold if n_gold else 0.0
@@ -132,17 +131,17 @@ def _canonical(value: Any) -> Any:
 
 
 def slot_exact_match(items: Iterable[dict]) -> float:
-    """Percent of search items whose predicted arguments equal the gold ones.
+    """Percent of tool-call items whose predicted arguments equal the gold ones.
 
     Lists compare as sets (order and duplicates ignored); a list never equals a scalar; keys
-    must match exactly (an extra key, even with a null value, is a miss). A non-search or
+    must match exactly (an extra key, even with a null value, is a miss). A non-call or
     unparseable prediction is a miss.
     """
     hits = []
     for g_role, g, p_role, p in _parsed(items):
-        if g_role != SEARCH:
+        if not is_call(g_role):
             continue
-        ok = p_role == SEARCH and isinstance(p, dict) and isinstance(g, dict)
+        ok = p_role == g_role and isinstance(p, dict) and isinstance(g, dict)
         try:
             ok = ok and _canonical(p) == _canonical(g)
         except RecursionError:  # absurdly nested arguments
@@ -151,22 +150,22 @@ def slot_exact_match(items: Iterable[dict]) -> float:
     return 100 * _mean(hits)
 
 
-def tool_execution_match(items: Iterable[dict], run_search: RunSearch) -> float:
-    """Percent of search items whose predicted search returns the same set of hotel names as the gold.
+def tool_execution_match(items: Iterable[dict], run_tool: RunTool) -> float:
+    """Percent of tool-call items whose predicted call returns the same set of results as the gold's.
 
-    `run_search(args)` returns hotel names, or None for invalid arguments. A prediction that is
-    not a search, whose arguments don't parse, for which run_search returns None or raises, is a
-    miss; so is an item whose gold search itself is invalid (run_search returns None).
+    `run_tool(prefix, args)` runs the tool and returns the results' identities (hotel names), or None
+    for invalid arguments. A prediction that is not the gold's tool, whose arguments don't parse, for
+    which run_tool returns None or raises, is a miss; so is an item whose gold call itself is invalid.
     """
     hits = []
     for g_role, g, p_role, p in _parsed(items):
-        if g_role != SEARCH:
+        if not is_call(g_role):
             continue
         hit = False
-        if p_role == SEARCH and isinstance(p, dict) and isinstance(g, dict):
-            gold_names = run_search(g)
+        if p_role == g_role and isinstance(p, dict) and isinstance(g, dict):
+            gold_names = run_tool(g_role, g)
             try:
-                pred_names = run_search(p)
+                pred_names = run_tool(p_role, p)
             except Exception:  # a model's arguments must not crash the evaluation
                 pred_names = None
             hit = gold_names is not None and pred_names is not None and set(pred_names) == set(gold_names)
@@ -244,7 +243,7 @@ def rouge(items: Iterable[dict]) -> dict[str, float]:
 def role_accuracy(items: Iterable[dict]) -> float:
     """Percent of all items whose predicted role equals the gold role.
 
-    A turn that is neither a reply nor a search has role None, which never matches.
+    A turn that is neither a reply nor a tool call has role None, which never matches.
     """
     hits = [1.0 if g_role is not None and g_role == p_role else 0.0 for g_role, _, p_role, _ in _parsed(items)]
     return 100 * _mean(hits)
@@ -271,17 +270,18 @@ def classification_metrics(golds: Sequence[Any], preds: Sequence[Any]) -> dict[s
 # ----------------------------------------------------------------------------------------- all
 
 
-def score_items(items: Iterable[dict], run_search: RunSearch | None = None) -> dict[str, Any]:
-    """All metrics, rounded to 4 decimals, plus n_items, n_search and n_assistant (by gold role).
+def score_items(items: Iterable[dict], run_tool: RunTool | None = None) -> dict[str, Any]:
+    """All metrics, rounded to 4 decimals, plus n_items, n_search (tool-call items) and n_assistant
+    (by gold role).
 
     Keys: n_items, n_search, n_assistant, role_accuracy, slot_p, slot_r, slot_f1, slot_exact_match,
-    bleu-4, rouge-1, rouge-2, rouge-l, and tool_execution_match when run_search is given.
+    bleu-4, rouge-1, rouge-2, rouge-l, and tool_execution_match when run_tool is given.
     """
     items = list(items)
     roles = [parse_rendered(it.get("label"))[0] for it in items]
     out: dict[str, Any] = {
         "n_items": len(items),
-        "n_search": roles.count(SEARCH),
+        "n_search": sum(map(is_call, roles)),
         "n_assistant": roles.count(ASSISTANT),
         "role_accuracy": role_accuracy(items),
         **slot_prf(items),
@@ -289,11 +289,11 @@ def score_items(items: Iterable[dict], run_search: RunSearch | None = None) -> d
         "bleu-4": bleu4(items),
         **rouge(items),
     }
-    if run_search is not None:
-        out["tool_execution_match"] = tool_execution_match(items, run_search)
+    if run_tool is not None:
+        out["tool_execution_match"] = tool_execution_match(items, run_tool)
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
 
 
-def score_file(path: str | Path, run_search: RunSearch | None = None) -> dict[str, Any]:
+def score_file(path: str | Path, run_tool: RunTool | None = None) -> dict[str, Any]:
     """`score_items` over a predictions JSONL read by `read_predictions`."""
-    return score_items(read_predictions(path), run_search)
+    return score_items(read_predictions(path), run_tool)

@@ -1,9 +1,10 @@
-"""Rendered turns of the tool-calling hotel assistant: render one, parse one back, read a predictions file.
+"""Rendered turns of a tool-calling assistant: render one, parse one back, read a predictions file.
 
 A rendered turn is one of
 
     assistant: <reply text>
-    search:\\n<json arguments object>
+    <prefix>:\\n<json arguments object>     (a tool call; the prefix is the domain's name for the tool,
+                                           `search` for the hotel domain's search_hotels, as in the reference)
 
 Anything else (garbage, an empty string, a non-string) parses to role None. Parsing never raises.
 """
@@ -11,6 +12,7 @@ Anything else (garbage, an empty string, a non-string) parses to role None. Pars
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,31 +22,36 @@ ASSISTANT = "assistant"
 SEARCH = "search"
 
 _ASSISTANT_PREFIX = "assistant:"
-_SEARCH_PREFIX = "search:"
+_PREFIX = re.compile(r"([A-Za-z_][A-Za-z0-9_]*):")  # a tool call's prefix
+
+
+def is_call(role: str | None) -> bool:
+    """Whether a parsed role is a tool call (any prefix but `assistant`)."""
+    return role is not None and role != ASSISTANT
 
 
 def render_turn(turn: dict) -> str:
-    """`{"role":"assistant","content":c}` -> `assistant: c`;
+    """`{"role":"assistant","content":c}` -> `assistant: c`; a turn with `arguments`, e.g.
     `{"role":"search","arguments":a}` -> `search:\\n` + json.dumps(a, ensure_ascii=False).
 
-    Raises ValueError for any other role.
+    Raises ValueError for any other turn.
     """
     role = turn.get("role")
     if role == ASSISTANT:
         return f"{_ASSISTANT_PREFIX} {turn.get('content', '')}"
-    if role == SEARCH:
-        return f"{_SEARCH_PREFIX}\n" + json.dumps(turn.get("arguments", {}), ensure_ascii=False)
-    raise ValueError(f"cannot render a turn with role {role!r}: expected 'assistant' or 'search'")
+    if isinstance(role, str) and _PREFIX.fullmatch(role + ":") and "arguments" in turn:
+        return f"{role}:\n" + json.dumps(turn.get("arguments", {}), ensure_ascii=False)
+    raise ValueError(f"cannot render a turn with role {role!r}: expected 'assistant' or a tool call with arguments")
 
 
 def parse_rendered(text: Any) -> tuple[str | None, Any]:
     """Parse a rendered turn into `(role, payload)`.
 
-    - Leading whitespace of the whole text is ignored; the prefixes are case-sensitive.
+    - Leading whitespace of the whole text is ignored; prefixes are case-sensitive.
     - `assistant:...` -> `("assistant", reply)`, reply being the text after the prefix with
       surrounding whitespace stripped (so `render_turn` round-trips).
-    - `search:...` -> `("search", args)`: args is the JSON after the prefix when it is an object (dict),
-      else None (not JSON, a JSON list, null, a number...). The role is still "search".
+    - `<prefix>:...` (an identifier: `search`, a tool's name) -> `(prefix, args)`: args is the JSON after
+      the prefix when it is an object (dict), else None (not JSON, a list, null...). The role is the prefix.
     - Anything else, including a non-string such as None -> `(None, None)`.
     """
     if not isinstance(text, str):
@@ -52,13 +59,14 @@ def parse_rendered(text: Any) -> tuple[str | None, Any]:
     s = text.lstrip()
     if s.startswith(_ASSISTANT_PREFIX):
         return ASSISTANT, s[len(_ASSISTANT_PREFIX):].strip()
-    if s.startswith(_SEARCH_PREFIX):
-        body = s[len(_SEARCH_PREFIX):].strip()
+    m = _PREFIX.match(s)
+    if m:
+        body = s[m.end():].strip()
         try:
             args = json.loads(body)
         except (ValueError, RecursionError):
-            return SEARCH, None
-        return SEARCH, args if isinstance(args, dict) else None
+            return m.group(1), None
+        return m.group(1), args if isinstance(args, dict) else None
     return None, None
 
 

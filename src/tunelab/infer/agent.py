@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from tunelab.data.schema import Turn
-from tunelab.infer.tools import Tool
+from tunelab.domains import Tool, get_domain
 
-FALLBACK = "抱歉，我暂时没能查到合适的结果，您可以换个说法或调整条件再试试。"
+FALLBACK = "Sorry, I could not get an answer from the tools; please rephrase or change the request."
 
 
 @dataclass
@@ -37,6 +37,14 @@ class Agent:
                  max_calls: int = 3, fallback: str = FALLBACK, on_event: Callable[[ToolEvent], None] | None = None):
         self.reply_fn, self.tools, self.max_calls, self.fallback = reply_fn, tools, max_calls, fallback
         self.on_event = on_event  # called as each tool call is run, before the model answers
+
+    @classmethod
+    def for_domain(cls, reply_fn: Callable[[list[Turn]], Turn], domain: str, resource: str, **kw) -> "Agent":
+        """An agent with the tools and fallback reply of domain `domain` ('' : no tools) on `resource`."""
+        plugin = get_domain(domain)
+        if plugin is None:
+            return cls(reply_fn, {}, **kw)
+        return cls(reply_fn, plugin.make_tools(resource), fallback=plugin.fallback_reply, **kw)
 
     def _run(self, call: Turn) -> ToolEvent:
         if call.arguments is None:

@@ -22,10 +22,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from tunelab.data.schema import Turn
 from tunelab.data.template import compact_json
+from tunelab.domains import domain_tools
 from tunelab.infer.agent import Agent
 from tunelab.infer.engine import ChatEngine, PromptTooLong
 from tunelab.infer.multi import MultiEngine
-from tunelab.infer.tools import domain_tools
 from tunelab.serve.errors import APIError, error_body, install_handlers
 from tunelab.serve.limits import check_limits, default_max_prompt_tokens
 from tunelab.serve.protocol import ChatRequest, chunk, completion_body, new_id, parse_chat_request, sse, tool_call_json
@@ -170,8 +170,8 @@ async def _read_json(request: Request, limit: int):
 
 def _agent_turns(engine: ChatEngine, req: ChatRequest, reply_fn):
     """Run the Agent loop with the run's domain tools over the request's last user message."""
-    tools = domain_tools(engine.domain, engine.db)  # opened on the worker thread that uses it (SQLite)
-    return Agent(reply_fn, tools).respond(req.turns[:-1], req.turns[-1].content)
+    # tools opened on the worker thread that uses them (SQLite)
+    return Agent.for_domain(reply_fn, engine.domain, engine.db).respond(req.turns[:-1], req.turns[-1].content)
 
 
 def _complete(engine: ChatEngine, req: ChatRequest, server_tools: bool,

@@ -1,7 +1,7 @@
 """`tunelab webui`: a Gradio page to chat with trained runs and see what their tools found.
 
-Chat on the left; on the right the adapter picker (when several runs are loaded), the search
-arguments of the last turn and the hotels it returned. Every message goes through the Agent loop
+Chat on the left; on the right the adapter picker (when several runs are loaded), the last tool call's
+arguments and the records it returned, in the columns the run's domain names. Every message goes through the Agent loop
 with the run's domain tools (data.domain / data.db of its config); a run without a domain chats
 plainly. Nothing here reaches the internet: analytics off, no share link, system fonts only.
 """
@@ -13,30 +13,35 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported anywhere
 
 from tunelab.data.schema import Turn  # noqa: E402
+from tunelab.domains import get_domain  # noqa: E402
 from tunelab.infer.agent import Agent  # noqa: E402
 from tunelab.infer.engine import GenerationOptions  # noqa: E402
 from tunelab.infer.multi import MultiEngine  # noqa: E402
-from tunelab.infer.tools import domain_tools  # noqa: E402
 from tunelab.serve.limits import default_max_prompt_tokens  # noqa: E402
 
-HOTEL_COLUMNS = ["name", "type", "price", "rating", "address", "subway", "phone", "facilities"]
+
+def columns(engine) -> list[str]:
+    """The record fields the results table shows for the run's domain (none without one)."""
+    domain = get_domain(engine.domain)
+    return list(domain.display_columns) if domain else []
 
 
 def respond(engines: MultiEngine, model: str, message: str, history: list[Turn],
             opts: GenerationOptions) -> tuple[str, list[Turn], dict | None, list[list]]:
-    """One user message through the agent: (reply text, new history, last search, hotel rows).
+    """One user message through the agent: (reply text, new history, last tool call, result rows).
 
-    The search is {"tool", "arguments", "error"} of the turn's last tool call (None when it made
-    none); the rows are the records of its last successful one, one list per HOTEL_COLUMNS.
+    The tool call is {"tool", "arguments", "error"} of the turn's last one (None when it made none);
+    the rows are the records of its last successful one, one list per `columns(engine)`.
     """
     engine = engines.engine_for(model)
-    tools = domain_tools(engine.domain, engine.db)  # opened per message: Gradio answers from many threads
-    result = Agent(lambda turns: engine.reply(turns, opts), tools).respond(history, message)
-    search, rows = None, []
+    # tools opened per message: Gradio answers from many threads
+    result = Agent.for_domain(lambda turns: engine.reply(turns, opts), engine.domain, engine.db).respond(
+        history, message)
+    search, rows, cols = None, [], columns(engine)
     for e in result.events:
         search = {"tool": e.name, "arguments": e.arguments, "error": e.error}
         if e.error is None:
-            rows = [[_cell(r.get(c)) for c in HOTEL_COLUMNS] for r in e.records or [] if isinstance(r, dict)]
+            rows = [[_cell(r.get(c)) for c in cols] for r in e.records or [] if isinstance(r, dict)]
     return result.reply.content, history + result.turns, search, rows
 
 
@@ -60,7 +65,9 @@ def build_webui(engines: MultiEngine, max_new_tokens: int = 256, temperature: fl
                              max_prompt_tokens=default_max_prompt_tokens(engines.model))
     runs = [n for n in engines.names if n in engines.runs]
     choices = runs + [n for n in engines.names if n not in engines.runs]  # runs first, the base last
-    empty = pd.DataFrame([], columns=HOTEL_COLUMNS)
+    first = engines.engine_for(choices[0])
+    domain = get_domain(first.domain)
+    empty = pd.DataFrame([], columns=columns(first))
 
     def on_message(message: str, chat: list, history: list, model: str):
         message = (message or "").strip()
@@ -71,7 +78,7 @@ def build_webui(engines: MultiEngine, max_new_tokens: int = 256, temperature: fl
         except Exception as e:  # a prompt too long or a failed generation: say so, keep the page usable
             raise gr.Error(f"{type(e).__name__}: {e}") from None
         chat = list(chat or []) + [{"role": "user", "content": message}, {"role": "assistant", "content": reply}]
-        return "", chat, history, search, pd.DataFrame(rows, columns=HOTEL_COLUMNS)
+        return "", chat, history, search, pd.DataFrame(rows, columns=columns(engines.engine_for(model or choices[0])))
 
     with gr.Blocks(title="tunelab", analytics_enabled=False) as demo:
         gr.Markdown("### tunelab: chat with a fine-tuned run")
@@ -79,7 +86,8 @@ def build_webui(engines: MultiEngine, max_new_tokens: int = 256, temperature: fl
         with gr.Row():
             with gr.Column(scale=3):
                 chatbot = gr.Chatbot(label="chat", height=460, elem_id="chat", buttons=["copy", "copy_all"])
-                box = gr.Textbox(placeholder="Ask for a hotel, e.g. 想住经济型的，500块以内", show_label=False,
+                hint = f"e.g. {domain.example}" if domain and domain.example else "Type a message"
+                box = gr.Textbox(placeholder=hint, show_label=False,
                                  elem_id="message", submit_btn=False)
                 with gr.Row():
                     send = gr.Button("Send", variant="primary", elem_id="send")
@@ -87,10 +95,10 @@ def build_webui(engines: MultiEngine, max_new_tokens: int = 256, temperature: fl
             with gr.Column(scale=2):
                 picker = gr.Dropdown(choices, value=choices[0], label="adapter", elem_id="adapter",
                                      visible=len(runs) > 1)
-                search = gr.JSON(label="search arguments (last turn)", elem_id="search")
-                hotels = gr.Dataframe(value=empty, label="hotels returned (last turn)", elem_id="hotels",
+                search = gr.JSON(label="tool call (last turn)", elem_id="search")
+                records = gr.Dataframe(value=empty, label="records returned (last turn)", elem_id="hotels",
                                       interactive=False, wrap=True)
-        outputs = [box, chatbot, history, search, hotels]
+        outputs = [box, chatbot, history, search, records]
         box.submit(on_message, [box, chatbot, history, picker], outputs)
         send.click(on_message, [box, chatbot, history, picker], outputs)
         reset = lambda: ("", [], [], None, empty)  # noqa: E731

@@ -16,9 +16,13 @@ from typing import Any
 from tunelab.domains.hotel.db import connect
 from tunelab.domains.hotel.dialog import LIMIT, DialogBuilder, mention
 from tunelab.domains.hotel.phrasing import (
-    brand_name, facility_phrase, price_phrase, rating_phrase, request_sentence, short_name,
+    brand_name,
+    facility_phrase,
+    price_phrase,
+    rating_phrase,
+    request_sentence,
+    short_name,
 )
-from tunelab.domains.hotel.splits import write_splits  # noqa: F401  (public via synth)
 from tunelab.domains.hotel.tool import HOTEL_TYPES
 from tunelab.utils.errors import DataError
 

@@ -36,7 +36,8 @@ def evaluate(cfg: Config, prepared: Prepared, run_dir: Path) -> dict | None:
 
     # the trained model in memory, unless its frozen weights are bf16 (then from disk, as `tunelab evaluate` does)
     engine = load_engine(run_dir, trust_remote_code=cfg.model.trust_remote_code) if prepared.frozen_bf16 else ChatEngine(
-        prepared.model, prepared.tokenizer, prepared.template, cfg.data.system_prompt)
+        prepared.model, prepared.tokenizer, prepared.template, cfg.data.system_prompt, domain=cfg.data.domain,
+        db=str(Path(cfg.data.db).resolve()) if cfg.data.db else "")
     return evaluate_run(run_dir, cfg.data.dev_file, limit=cfg.eval.dev_items, batch_size=cfg.eval.batch_size,
                         max_new_tokens=cfg.eval.max_new_tokens, db=cfg.data.db or None, engine=engine,
                         decode=cfg.eval.decode)
