@@ -12,9 +12,9 @@ import json
 import sys
 
 from tunelab.data.schema import Turn
-from tunelab.data.template import TOOL_OPEN
 from tunelab.infer.agent import Agent
 from tunelab.infer.engine import GenerationOptions, PromptTooLong, load_engine
+from tunelab.infer.stream import TurnStream
 from tunelab.serve.limits import default_max_prompt_tokens
 
 
@@ -22,21 +22,22 @@ def _streaming_reply(engine, opts):
     """reply_fn for the agent: streams a plain reply to the terminal, keeps tool calls quiet."""
 
     def reply(turns: list[Turn]) -> Turn:
-        pieces, shown = [], False
+        parser, opened = TurnStream(), False
+
+        def show(text: str) -> None:
+            nonlocal opened
+            if parser.mode == "text" and not opened:
+                print("assistant> ", end="")
+                opened = True
+            if text:
+                print(text, end="", flush=True)
+
         for piece in engine.stream(turns, opts):
-            pieces.append(piece)
-            text = "".join(pieces).lstrip()
-            if not shown and (len(text) >= len(TOOL_OPEN) or not TOOL_OPEN.startswith(text)) and not text.startswith(TOOL_OPEN):
-                print("assistant> " + text, end="", flush=True)
-                shown = True
-            elif shown:
-                print(piece, end="", flush=True)
-        if shown:
+            show(parser.feed(piece))
+        show(parser.finish())
+        if opened:
             print()
-        turn = engine.template.parse_reply("".join(pieces))
-        if turn.role == "assistant" and not shown:
-            print("assistant> " + turn.content)
-        return turn
+        return engine.template.parse_reply(parser.raw)
 
     return reply
 

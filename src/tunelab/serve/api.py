@@ -26,10 +26,11 @@ from tunelab.domains import domain_tools
 from tunelab.infer.agent import Agent
 from tunelab.infer.engine import ChatEngine, PromptTooLong
 from tunelab.infer.multi import MultiEngine
+from tunelab.infer.stream import cut_at_stop
 from tunelab.serve.errors import APIError, error_body, install_handlers
 from tunelab.serve.limits import check_limits, default_max_prompt_tokens
 from tunelab.serve.protocol import ChatRequest, chunk, completion_body, new_id, parse_chat_request, sse, tool_call_json
-from tunelab.serve.worker import GenerationWorker, count_tokens, cut_at_stop, finish_reason, stream_turn
+from tunelab.serve.worker import GenerationWorker, count_tokens, finish_reason, stream_turn
 from tunelab.utils.errors import TunelabError
 
 POLL_S = 0.5  # how often a waiting request checks whether its client is still there

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from tunelab.data import codec
 from tunelab.data.schema import Turn
 from tunelab.infer.engine import GenerationOptions
 from tunelab.serve.errors import APIError
@@ -46,73 +47,12 @@ def _number(body: dict, key: str, default: float, lo: float, hi: float, lo_open:
     return float(v)
 
 
-def _text(content: Any, param: str) -> str:
-    """Message content: a string, or a list of text parts (other part types are refused)."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        out = []
-        for i, part in enumerate(content):
-            if not (isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)):
-                raise _bad("only text content parts are supported", f"{param}[{i}]")
-            out.append(part["text"])
-        return "".join(out)
-    raise _bad("content must be a string or a list of text parts", param)
-
-
-def _tool_calls(calls: Any, where: str, names: dict[str, str]) -> list[Turn]:
-    if not isinstance(calls, list) or not calls:
-        raise _bad("tool_calls must be a non-empty list", f"{where}.tool_calls")
-    turns = []
-    for j, c in enumerate(calls):
-        p = f"{where}.tool_calls[{j}]"
-        fn = c.get("function") if isinstance(c, dict) else None
-        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
-            raise _bad("a tool call needs function.name", f"{p}.function.name")
-        try:
-            args = json.loads(fn.get("arguments") or "{}")
-        except (TypeError, json.JSONDecodeError):
-            raise _bad("function.arguments must be a JSON object in a string", f"{p}.function.arguments") from None
-        if not isinstance(args, dict):
-            raise _bad("function.arguments must be a JSON object in a string", f"{p}.function.arguments")
-        if isinstance(c.get("id"), str):
-            names[c["id"]] = fn["name"]
-        turns.append(Turn("tool_call", name=fn["name"], arguments=args))
-    return turns
-
-
 def messages_to_turns(messages: Any) -> list[Turn]:
-    """OpenAI messages -> Turns: assistant tool_calls become tool_call turns, role tool a tool_result."""
-    if not isinstance(messages, list) or not messages:
-        raise _bad("'messages' must be a non-empty list", "messages")
-    turns: list[Turn] = []
-    names: dict[str, str] = {}  # tool_call_id -> tool name, for the results that answer them
-    for i, m in enumerate(messages):
-        where = f"messages[{i}]"
-        if not isinstance(m, dict):
-            raise _bad("each message must be an object", where)
-        role = m.get("role")
-        if role in ("system", "developer", "user"):
-            turns.append(Turn("user" if role == "user" else "system", content=_text(m.get("content"), f"{where}.content")))
-        elif role == "assistant":
-            if m.get("tool_calls"):  # the template renders a call on its own; any text beside it is dropped
-                turns += _tool_calls(m["tool_calls"], where, names)
-            else:
-                turns.append(Turn("assistant", content=_text(m.get("content"), f"{where}.content")))
-        elif role == "tool":
-            text = _text(m.get("content"), f"{where}.content")
-            try:
-                records = json.loads(text)
-            except json.JSONDecodeError:
-                records = text
-            name = names.get(m.get("tool_call_id")) or m.get("name") or "tool"
-            turns.append(Turn("tool_result", name=str(name), records=records))
-        else:
-            raise _bad(f"role {role!r} is not supported; valid: system, developer, user, assistant, tool",
-                       f"{where}.role")
-    return turns
+    """OpenAI messages -> Turns (data/codec.py, strict); a bad message is a 400 naming its place."""
+    try:
+        return codec.messages_to_turns(messages, strict=True)
+    except codec.MessageError as e:
+        raise _bad(e.message, e.param) from None
 
 
 def parse_chat_request(body: Any, max_tokens_cap: int, max_prompt_tokens: int | None = None) -> ChatRequest:
@@ -157,10 +97,8 @@ def new_id() -> str:
 
 
 def tool_call_json(turn: Turn, index: int | None = None) -> dict:
-    """A tool_call Turn as an OpenAI tool call; arguments a model got wrong go back as it wrote them."""
-    args = json.dumps(turn.arguments, ensure_ascii=False) if turn.arguments is not None else turn.content
-    out = {"id": "call_" + uuid.uuid4().hex[:24], "type": "function",
-           "function": {"name": turn.name, "arguments": args}}
+    """A tool_call Turn as an OpenAI tool call (data/codec.py), with its stream index when given."""
+    out = codec.tool_call_message(turn)
     return out if index is None else {"index": index, **out}
 
 

@@ -17,8 +17,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
 
 from tunelab.data.schema import Turn
-from tunelab.data.template import TOOL_OPEN
 from tunelab.infer.engine import ChatEngine, GenerationOptions
+from tunelab.infer.stream import TurnStream
 from tunelab.serve.errors import APIError
 
 
@@ -79,37 +79,6 @@ class GenerationWorker:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-class StopScanner:
-    """Cuts streamed text at the first stop string; holds back a tail that may be the start of one."""
-
-    def __init__(self, stops: list[str]):
-        self.stops, self.buf, self.stopped = stops, "", False
-
-    def feed(self, piece: str) -> str:
-        """The text now safe to show."""
-        if self.stopped:
-            return ""
-        self.buf += piece
-        hits = [self.buf.find(s) for s in self.stops if s in self.buf]
-        if hits:
-            out, self.buf, self.stopped = self.buf[:min(hits)], "", True
-            return out
-        keep = max((k for s in self.stops for k in range(1, len(s)) if self.buf.endswith(s[:k])), default=0)
-        cut = len(self.buf) - keep
-        out, self.buf = self.buf[:cut], self.buf[cut:]
-        return out
-
-    def flush(self) -> str:
-        out, self.buf = self.buf, ""
-        return out
-
-
-def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
-    """(text up to the first stop string, whether one was found)."""
-    hits = [text.find(s) for s in stops if s in text]
-    return (text[:min(hits)], True) if hits else (text, False)
-
-
 def count_tokens(engine: ChatEngine, text: str) -> int:
     return len(engine.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
 
@@ -126,10 +95,8 @@ def stream_turn(engine: ChatEngine, turns: list[Turn], opts: GenerationOptions, 
     Returns (turn, finish_reason). Text is cut at the first of `stops`; generation ends there, or
     within one step of `cancel` being set, rather than running on to max_new_tokens.
     """
-    scanner = StopScanner(stops)
-    raw: list[str] = []
+    parser = TurnStream(stops)
     shown: list[str] = []
-    mode = None  # None: not yet known, "text" or "tool"
 
     def show(text: str) -> None:
         if text:
@@ -141,27 +108,14 @@ def stream_turn(engine: ChatEngine, turns: list[Turn], opts: GenerationOptions, 
         for piece in pieces:
             if cancel.is_set():
                 break
-            raw.append(piece)
-            if mode is None:
-                head = "".join(raw).lstrip()
-                if head.startswith(TOOL_OPEN):
-                    mode = "tool"
-                elif head and not TOOL_OPEN.startswith(head):
-                    mode, piece = "text", head
-                else:
-                    continue  # could still become a tool call
-            if mode == "text":
-                show(scanner.feed(piece))
-                if scanner.stopped:
-                    break
+            show(parser.feed(piece))
+            if parser.done:
+                break
     finally:
         if hasattr(pieces, "close"):  # the engine's generator: closing it ends generation now
             pieces.close()
-    full = "".join(raw)
-    if mode == "tool":
-        return engine.template.parse_reply(full), "tool_calls"
-    if mode is None:  # ended while it still looked like the start of a tool call: it was text
-        show(scanner.feed(full.lstrip()))
-    show(scanner.flush())
+    show(parser.finish())
+    if parser.mode == "tool":
+        return engine.template.parse_reply(parser.raw), "tool_calls"
     text = "".join(shown)
-    return Turn("assistant", content=text.strip()), finish_reason(engine, full, opts, scanner.stopped)
+    return Turn("assistant", content=text.strip()), finish_reason(engine, parser.raw, opts, parser.done)

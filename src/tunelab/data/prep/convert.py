@@ -4,10 +4,10 @@ hotel, alpaca or text-label rows, with CSV column mapping and a prompt template.
 from __future__ import annotations
 
 import json
-from collections import deque
 from pathlib import Path
 from typing import Any
 
+from tunelab.data.codec import turns_to_messages
 from tunelab.data.prep.rows import Row, check_format, load_rows, to_conversation, write_rows
 from tunelab.data.readers.hotel import TOOL_NAME
 from tunelab.data.schema import Conversation, Turn
@@ -71,27 +71,9 @@ def row_conversation(data: Any, fmt: str = "auto") -> Conversation:
 
 
 def to_messages(conv: Conversation) -> dict:
-    """OpenAI messages: tool calls become assistant `tool_calls` (arguments as a JSON string) and
-    results `role: tool` messages (records as JSON text), linked by call ids."""
-    msgs: list[dict] = []
-    pending: deque[str] = deque()
-    n_calls = 0
-    for t in conv.turns:
-        if t.role == "tool_call":
-            n_calls += 1
-            call = {"id": f"call_{n_calls}", "type": "function",
-                    "function": {"name": t.name, "arguments": json.dumps(t.arguments, ensure_ascii=False)}}
-            pending.append(call["id"])
-            if msgs and msgs[-1].get("tool_calls") and msgs[-1]["role"] == "assistant":
-                msgs[-1]["tool_calls"].append(call)  # parallel calls share one message
-            else:
-                msgs.append({"role": "assistant", "content": "", "tool_calls": [call]})
-        elif t.role == "tool_result":
-            msgs.append({"role": "tool", "name": t.name, "tool_call_id": pending.popleft() if pending else "",
-                         "content": json.dumps(t.records, ensure_ascii=False)})
-        else:
-            msgs.append({"role": t.role, "content": t.content})
-    return {**conv.meta, "messages": msgs}
+    """OpenAI messages (data/codec.py): tool calls become assistant `tool_calls` (arguments as a JSON string)
+    and results `role: tool` messages (records as JSON text), linked by call ids."""
+    return {**conv.meta, "messages": turns_to_messages(conv.turns)}
 
 
 def to_hotel(conv: Conversation) -> dict:
