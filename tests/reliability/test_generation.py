@@ -279,7 +279,7 @@ def test_generation_options_refuse_bad_values(kw):
     (["serve", "RUN", "--timeout", "nan"], "timeout"),
     (["serve", "RUN", "--max-tokens-cap", "0"], "max_tokens_cap"),
     (["serve", "RUN", "--max-body-bytes", "0"], "max_body_bytes"),
-    (["serve", "RUN", "--max-prompt-tokens", "0"], "max_prompt_tokens"),
+    (["serve", "RUN", "--max-prompt-tokens", "-1"], "max_prompt_tokens"),
     (["webui", "RUN", "--port", "0"], "port"),
     (["webui", "RUN", "--max-new-tokens", "0"], "max_new_tokens"),
 ])
@@ -289,4 +289,4 @@ def test_bad_cli_options_are_one_line_exit_2_before_loading(tmp_path, capsys, ar
     argv = [str(tmp_path / "no_run") if a == "RUN" else a for a in argv]  # loading it would fail otherwise
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("tunelab: error:") and name in err and "\n" not in err, err
+    assert err.startswith("tunelab: error:") and name.replace("_", "-") in err and "\n" not in err, err

@@ -391,4 +391,4 @@ def test_cli_parsers_default_to_loopback():
     a = p.parse_args(["serve", "runs/a", "runs/b", "--api-key", "k", "--execute-tools"])
     assert (a.run_dirs, a.host, a.port, a.api_key, a.execute_tools) == (["runs/a", "runs/b"], "127.0.0.1", 8000, "k", True)
     w = p.parse_args(["webui", "runs/a"])
-    assert (w.host, w.port) == ("127.0.0.1", 7860)
+    assert (w.host, w.webui_port) == ("127.0.0.1", 7860)

@@ -28,3 +28,44 @@ def number(kind: type = int, ge: float | None = None, gt: float | None = None, l
 
 COUNT = number(int, ge=0)  # 0 meaning "all" or "none"
 POSITIVE = number(int, ge=1)
+
+
+def add_config_args(parser: argparse.ArgumentParser, cls: type, names: list[str],
+                    rename: dict[str, str] | None = None) -> None:
+    """`--field-name` options for fields of a config dataclass, with its types, defaults, ranges, choices and
+    help text: one source for every command's options (nothing copied here)."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for name in names:
+        f, tp = fields[name], hints[name]
+        flag = "--" + (rename or {}).get(name, name).replace("_", "-")
+        default = f.default
+        kw: dict = {"dest": name, "default": default, "help": f"{f.metadata.get('help', '')} (default: {default!r})"}
+        if tp is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(tp) is typing.Literal:
+            kw["choices"] = list(typing.get_args(tp))
+        elif tp in (int, float):
+            bounds = f.metadata.get("range", {})
+            kw["type"] = number(tp, ge=bounds.get("ge"), gt=bounds.get("gt"), le=bounds.get("le"))
+            if "lt" in bounds:  # argparse-side check covers ge/gt/le; lt fields are checked by the config
+                kw["type"] = number(tp, ge=bounds.get("ge"), gt=bounds.get("gt"))
+        parser.add_argument(flag, **kw)
+
+
+def config_from_args(args: argparse.Namespace, cls: type, **fixed):
+    """The config dataclass with the fields the command line set (and `fixed` values), the rest defaults."""
+    import dataclasses
+
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    return cls(**{**values, **fixed})
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line, `tunelab: error: ...`, exit 2 (no usage block before it)."""
+
+    def error(self, message: str):
+        self.exit(2, f"tunelab: error: {message} (see `{self.prog} --help`)\n")

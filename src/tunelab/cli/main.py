@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tunelab.cli.args import COUNT, POSITIVE
+from tunelab.cli.args import OneLineParser, add_config_args
 from tunelab.cli.data import add_data_parser
 from tunelab.cli.hotel import add_hotel_parser
 from tunelab.cli.serve import add_serve_parser, add_webui_parser
+from tunelab.config.schema import EvalConfig
 from tunelab.domains import DOMAINS
 from tunelab.utils.errors import TunelabError
 
@@ -34,7 +35,7 @@ def cmd_train(args, overrides: list[str]) -> int:
 def cmd_chat(args, overrides: list[str]) -> int:
     from tunelab.cli.chat import chat_loop
 
-    chat_loop(args.run_dir, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+    chat_loop(args.run_dir, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
               trust_remote_code=args.trust_remote_code, db=args.db)
     return 0
 
@@ -87,7 +88,7 @@ def cmd_compare(args, overrides: list[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tunelab", description=__doc__)
+    p = OneLineParser(prog="tunelab", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="show library logs and tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="fine-tune per a YAML config; override keys with --section.key=value")
@@ -97,22 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(fn=cmd_train)
     c = sub.add_parser("chat", help="chat with a trained run in the terminal (streaming, multi-turn)")
     c.add_argument("run_dir")
-    c.add_argument("--max-new-tokens", type=int, default=256)
-    c.add_argument("--temperature", type=float, default=0.0)
+    add_config_args(c, EvalConfig, ["max_new_tokens", "temperature", "top_p"])
     c.add_argument("--db", default=None, help="the domain's database (default: the run's own, from run.json)")
     c.add_argument("--trust-remote-code", action="store_true", help=TRUST_HELP)
     c.set_defaults(fn=cmd_chat)
     e = sub.add_parser("evaluate", help="generate and score every target turn of a data file")
     e.add_argument("run_dir")
     e.add_argument("--data", required=True, help="dialogs in any readable format (hotel, turns, messages, ...)")
-    e.add_argument("--limit", type=COUNT, default=0, help="at most N items (0: all)")
     e.add_argument("--out", default=None, help="output dir (default RUN_DIR/eval-<data name>)")
-    e.add_argument("--batch-size", type=POSITIVE, default=8,
-                   help="items per generate call (--decode batch) or per decode pass (--decode dialog)")
-    e.add_argument("--decode", choices=["dialog", "batch"], default="dialog",
-                   help="dialog: one KV cache per dialog, the gold turn checked as a draft (greedy, fastest); "
-                        "batch: left-padded batches of items")
-    e.add_argument("--max-new-tokens", type=POSITIVE, default=256)
+    add_config_args(e, EvalConfig, ["limit", "batch_size", "decode", "max_new_tokens"])
     e.add_argument("--db", default=None,
                    help="the domain's database for tool execution match (default: the run's own, from run.json)")
     e.add_argument("--trust-remote-code", action="store_true", help=TRUST_HELP)
@@ -145,13 +139,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    args, rest = parser.parse_known_args(argv)
-    overrides = [a for a in rest if a.startswith("--") and "=" in a]
-    unknown = [a for a in rest if a not in overrides]
-    if unknown:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    if overrides and args.command != "train":
-        parser.error("--section.key=value overrides apply to `train` only")
+    try:  # a bad option: one line and exit status 2 (returned, so callers in Python get it too)
+        args, rest = parser.parse_known_args(argv)
+        overrides = [a for a in rest if a.startswith("--") and "=" in a]
+        unknown = [a for a in rest if a not in overrides]
+        if unknown:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        if overrides and args.command != "train":
+            parser.error("--section.key=value overrides apply to `train` only")
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 2
     from tunelab.utils.log import setup_logging
 
     setup_logging(args.verbose)

@@ -1,12 +1,13 @@
+from tunelab.config.load import config_to_dict, load_config, parse_overrides, save_config
 from tunelab.config.schema import (
     Config,
     DataConfig,
     EvalConfig,
     MethodConfig,
     ModelConfig,
+    ServeConfig,
     TrainConfig,
 )
-from tunelab.config.load import config_to_dict, load_config, parse_overrides, save_config
 
 __all__ = [
     "Config",
@@ -14,6 +15,7 @@ __all__ = [
     "EvalConfig",
     "MethodConfig",
     "ModelConfig",
+    "ServeConfig",
     "TrainConfig",
     "config_to_dict",
     "load_config",

@@ -79,6 +79,15 @@ def check_range(value: Any, bounds: dict, where: str) -> None:
         raise ConfigError(f"{where}: {value!r} is out of range; valid: {valid}")
 
 
+def check_ranges(obj: Any, section: str) -> None:
+    """ConfigError for the first field of a config dataclass built in code that is out of its range."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{section}.{f.name}: {value!r} is not a finite number")
+        check_range(value, f.metadata.get("range", {}), f"{section}.{f.name}")
+
+
 def _from_dict(cls: type, data: Any, keypath: str, source: str) -> Any:
     where = f"{source}: {keypath or 'top level'}"
     if not isinstance(data, dict):

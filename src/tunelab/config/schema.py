@@ -124,12 +124,30 @@ class TrainConfig:
 class EvalConfig:
     dev_items: int = opt(0, "after training, generate and score this many dev items (0: dev loss only)", ge=0)
     max_new_tokens: int = opt(256, "longest generated turn", ge=1)
-    batch_size: int = opt(8, "items per generation batch", ge=1)
+    batch_size: int = opt(8, "items per generate call (decode batch) or per decode pass (decode dialog)", ge=1)
     decode: Literal["dialog", "batch"] = opt("dialog", "dialog (one KV cache per dialog, the gold turn checked as a draft; greedy "
                       "outputs, fastest with a trained model) or batch (left-padded batches of items)")
     limit: int = opt(0, "evaluate at most N items (0: all)", ge=0)
     temperature: float = opt(0.0, "0: greedy; above 0: sampling", ge=0)
     top_p: float = opt(1.0, "nucleus sampling mass", gt=0, le=1)
+
+
+@dataclass
+class ServeConfig:
+    """`tunelab serve` (the OpenAI-compatible API) and `tunelab webui`."""
+
+    host: str = opt("127.0.0.1", "address to bind (the default is loopback only)")
+    port: int = opt(8000, "API port", ge=1, le=65535)
+    webui_port: int = opt(7860, "web page port", ge=1, le=65535)
+    api_key: str = opt("", "require 'Authorization: Bearer KEY' (default: env TUNELAB_API_KEY; empty: none)")
+    execute_tools: bool = opt(False, "run the runs' domain tools server-side for clients that send no tools")
+    max_tokens_cap: int = opt(512, "a request's max_tokens above this is lowered to it", ge=1)
+    queue_size: int = opt(8, "requests admitted at once (running + waiting); more get 429", ge=1)
+    timeout_s: float = opt(120.0, "seconds a request may take before 504 (its generation stops then)", gt=0)
+    max_body_bytes: int = opt(1_000_000, "larger request bodies get 413", ge=1)
+    max_prompt_tokens: int = opt(0, "longer prompts get 400 context_length_exceeded (0: the model's context)",
+                                 ge=0)
+    stuck_margin_s: float = opt(30.0, "/health answers 503 once a job runs this long past timeout_s", ge=0)
 
 
 @dataclass
@@ -139,3 +157,4 @@ class Config:
     method: MethodConfig = field(default_factory=MethodConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)

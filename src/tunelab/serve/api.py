@@ -11,6 +11,7 @@ one decoding step; an error in generation is answered (500) and frees the slot.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import json
 import threading
@@ -20,6 +21,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from tunelab.config.load import check_ranges
+from tunelab.config.schema import ServeConfig
 from tunelab.data.schema import Turn
 from tunelab.data.template import compact_json
 from tunelab.domains import domain_tools
@@ -28,7 +31,7 @@ from tunelab.infer.engine import ChatEngine, PromptTooLong
 from tunelab.infer.multi import MultiEngine
 from tunelab.infer.stream import cut_at_stop
 from tunelab.serve.errors import APIError, error_body, install_handlers
-from tunelab.serve.limits import check_limits, default_max_prompt_tokens
+from tunelab.serve.limits import default_max_prompt_tokens
 from tunelab.serve.protocol import ChatRequest, chunk, completion_body, new_id, parse_chat_request, sse, tool_call_json
 from tunelab.serve.worker import GenerationWorker, count_tokens, finish_reason, stream_turn
 from tunelab.utils.errors import TunelabError
@@ -36,19 +39,20 @@ from tunelab.utils.errors import TunelabError
 POLL_S = 0.5  # how often a waiting request checks whether its client is still there
 
 
-def create_app(engines: MultiEngine, *, api_key: str | None = None, max_body_bytes: int = 1_000_000,
-               max_tokens_cap: int = 512, queue_size: int = 8, timeout_s: float = 120.0,
-               execute_tools: bool = False, max_prompt_tokens: int | None = None,
-               stuck_margin_s: float = 30.0) -> FastAPI:
-    """The API app. `execute_tools` runs a run's domain tools server-side (the Agent loop) for
-    clients that send no `tools` of their own, so a plain client gets the final answer.
+def create_app(engines: MultiEngine, cfg: ServeConfig | None = None, **overrides) -> FastAPI:
+    """The API app, per `cfg` (ServeConfig; `overrides` replace its fields). `execute_tools` runs a run's
+    domain tools server-side (the Agent loop) for clients that send no `tools` of their own, so a plain
+    client gets the final answer.
 
-    `max_prompt_tokens` (default: the model's context length) refuses longer prompts; /health
-    answers 503 "degraded" once the running job is `stuck_margin_s` past its `timeout_s`.
+    `max_prompt_tokens` (0: the model's context length) refuses longer prompts; /health answers 503
+    "degraded" once the running job is `stuck_margin_s` past its `timeout_s`.
     """
-    check_limits(max_body_bytes=max_body_bytes, max_tokens_cap=max_tokens_cap, queue_size=queue_size,
-                 timeout=timeout_s, max_prompt_tokens=max_prompt_tokens)
-    max_prompt_tokens = max_prompt_tokens or default_max_prompt_tokens(engines.model)
+    cfg = dataclasses.replace(cfg or ServeConfig(), **overrides)
+    check_ranges(cfg, "serve")
+    api_key, max_body_bytes, max_tokens_cap = cfg.api_key or None, cfg.max_body_bytes, cfg.max_tokens_cap
+    queue_size, timeout_s, execute_tools, stuck_margin_s = cfg.queue_size, cfg.timeout_s, cfg.execute_tools, \
+        cfg.stuck_margin_s
+    max_prompt_tokens = cfg.max_prompt_tokens or default_max_prompt_tokens(engines.model)
     if execute_tools:  # a missing database is a start-up error, not a 500 on the first request
         for name in engines.runs:
             domain_tools(engines.engine_for(name).domain, engines.engine_for(name).db)
