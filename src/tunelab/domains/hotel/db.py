@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from tunelab.domains.hotel.gen_hotels import generate_hotels
-from tunelab.domains.hotel.tool import SQLITE_INT
+from tunelab.domains.hotel.tool import SQLITE_INT, is_text
 from tunelab.utils.errors import DataError
 from tunelab.utils.io import atomic_path
 
@@ -106,20 +106,11 @@ def _note(report: dict, key: str, example: Any) -> None:
         examples.append(example)
 
 
-def _is_text(text: str) -> bool:
-    """Storable in SQLite (UTF-8): no lone surrogates, which JSON escapes can carry."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _clean_text(value: Any, field: str, name: str, report: dict) -> str | None:
     if value is None:
         return None
     text = str(value)
-    if not _is_text(text):
+    if not is_text(text):
         _note(report, f"bad_{field}", f"{name}: {text!r}")
         return None
     if text != text.strip():
@@ -152,7 +143,7 @@ def _clean_facilities(raw: Any, name: str, report: dict) -> list[str]:
         return []
     out: list[str] = []
     for item in raw:
-        text = item.strip() if isinstance(item, str) and _is_text(item) else ""
+        text = item.strip() if isinstance(item, str) and is_text(item) else ""
         if not text:
             _note(report, "blank_facilities_dropped", f"{name}: {item!r}")
         elif text in out:
@@ -171,7 +162,7 @@ def _clean_row(row: Any, index: int, report: dict) -> dict | None:
         return None
     rec = row[1]
     name = rec.get("名称") if isinstance(rec.get("名称"), str) else row[0]
-    name = name.strip() if isinstance(name, str) and _is_text(name) else ""
+    name = name.strip() if isinstance(name, str) and is_text(name) else ""
     if not name:
         _note(report, "skipped_malformed", f"row {index}: no name")
         return None

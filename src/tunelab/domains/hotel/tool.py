@@ -58,7 +58,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, float) and math.isfinite(value)
 
 
-def _is_text(value: str) -> bool:
+def is_text(value: str) -> bool:
     """Encodable as UTF-8 (SQLite's encoding): no lone surrogates."""
     try:
         value.encode("utf-8")
@@ -68,7 +68,7 @@ def _is_text(value: str) -> bool:
 
 
 def _nonblank_str(value: Any) -> bool:
-    return isinstance(value, str) and bool(value.strip()) and _is_text(value)
+    return isinstance(value, str) and bool(value.strip()) and is_text(value)
 
 
 def validate_arguments(args: Any) -> list[str]:
