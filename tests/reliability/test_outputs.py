@@ -163,3 +163,12 @@ def test_numbers_out_of_range_stop_at_the_edge(tmp_path, args, needle):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert needle in proc.stderr.strip().splitlines()[-1], proc.stderr
     assert sorted(os.listdir(tmp_path)) == ["r.yaml"]
+
+
+def test_an_unwritable_output_is_one_line(tmp_path, sample_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    for args in (["data", "convert", str(sample_path), str(blocker / "out.jsonl"), "--to", "messages"],
+                 ["hotel", "build-db", "--out", str(blocker / "h.db"), "--n", "5"]):
+        one_line_error(tunelab(*args), str(blocker))
+    assert blocker.read_text() == "x"

@@ -159,6 +159,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"tunelab: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # an unwritable or missing path, a full disk: one line naming the path
+        if args.verbose:
+            raise
+        where = f" at {e.filename}" if e.filename else ""
+        print(f"tunelab: error: cannot read or write{where}: {e.strerror or e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
