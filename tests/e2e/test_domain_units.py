@@ -22,7 +22,7 @@ def test_units_domain_trains_evaluates_and_chats(tiny_llama, tmp_path):
                   "per_device_train_batch_size": 4},
         "eval": {"dev_items": 6, "max_new_tokens": 8}})
     metrics = summary["dev_metrics"]
-    assert metrics["n_items"] == 6 and "tool_execution_match" in metrics and "answer_numbers_match" in metrics
+    assert metrics["n_items"] == 6 and "tool_execution_match" in metrics and "answer_value_match" in metrics
     rows = [json.loads(l) for l in (tmp_path / "run" / "eval-dev" / "predictions.jsonl").read_text().splitlines()]
     calls = [r for r in rows if not r["label"].startswith("assistant:")]
     assert all(r["label"].startswith("convert_units:\n") for r in calls)

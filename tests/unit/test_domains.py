@@ -86,11 +86,12 @@ def test_units_refuses_with_a_reason(args, error):
     assert not out["ok"] and error in out["error"]
 
 
-def test_units_extra_metric_compares_the_numbers_said():
-    items = [{"label": "assistant: 5 miles is 8.05 km.", "predict": "assistant: That's 8.05 km, from 5 miles."},
+def test_units_extra_metric_compares_the_amount_said():
+    items = [{"label": "assistant: 5 miles is 8.05 km.", "predict": "assistant: It comes to 8.05 km."},
              {"label": "assistant: 2 m is 200 cm.", "predict": "assistant: 2 m is 20 cm."},
+             {"label": "assistant: You're welcome!", "predict": "assistant: 3"},  # no amount: not counted
              {"label": 'convert_units:\n{"value": 2}', "predict": "assistant: no"}]
-    assert get_domain("units").extra_metrics(items) == {"answer_numbers_match": 50.0}
+    assert get_domain("units").extra_metrics(items) == {"answer_value_match": 50.0}
 
 
 def test_a_run_without_a_domain_renders_a_domain_tool_the_domain_way():

@@ -12,6 +12,7 @@ import json
 import sys
 
 from tunelab.data.schema import Turn
+from tunelab.domains import get_domain
 from tunelab.infer.agent import Agent
 from tunelab.infer.engine import GenerationOptions, PromptTooLong, load_engine
 from tunelab.infer.stream import TurnStream
@@ -42,15 +43,21 @@ def _streaming_reply(engine, opts):
     return reply
 
 
-def _show_event(e) -> None:
-    """Print a search's arguments and what it found, as it happens."""
-    args = json.dumps(e.arguments, ensure_ascii=False) if e.arguments is not None else "(malformed)"
-    print(f"  [{e.name or 'tool'}] {args}")
-    if e.error:
-        print(f"  [error] {e.error}")
-    else:
-        names = [r.get("name", "?") for r in e.records or [] if isinstance(r, dict)]
-        print(f"  [found {len(names)}] {', '.join(names) if names else '-'}")
+def _show_event(key: str):
+    """Print a tool call's arguments and what it found (each record's `key` field), as it happens."""
+
+    def show(e) -> None:
+        args = json.dumps(e.arguments, ensure_ascii=False) if e.arguments is not None else "(malformed)"
+        print(f"  [{e.name or 'tool'}] {args}")
+        if e.error:
+            print(f"  [error] {e.error}")
+            return
+        records = e.records if isinstance(e.records, list) else [e.records]
+        shown = [str(r.get(key, "?")) if key and isinstance(r, dict) else json.dumps(r, ensure_ascii=False)[:80]
+                 for r in records]
+        print(f"  [found {len(shown)}] {', '.join(shown) if shown else '-'}")
+
+    return show
 
 
 def chat_loop(run_dir: str, max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0,
@@ -59,7 +66,9 @@ def chat_loop(run_dir: str, max_new_tokens: int = 256, temperature: float = 0.0,
     opts = GenerationOptions(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
     engine = load_engine(run_dir, trust_remote_code=trust_remote_code, db=db)
     opts.max_prompt_tokens = default_max_prompt_tokens(engine.model)
-    agent = Agent.for_domain(_streaming_reply(engine, opts), engine.domain, engine.db, on_event=_show_event)
+    domain = get_domain(engine.domain)
+    agent = Agent.for_domain(_streaming_reply(engine, opts), engine.domain, engine.db,
+                             on_event=_show_event(domain.record_key if domain else ""))
     history: list[Turn] = []
     print("tunelab chat: type a message; /reset clears the history, /exit quits.")
     while True:

@@ -81,7 +81,8 @@ def score(rows: list[dict], domain: str, resource: str | None) -> dict:
     metrics = score_items(rows, tool_runner(domain, resource))
     plugin = get_domain(domain)
     if plugin is not None and plugin.extra_metrics is not None:
-        metrics.update(plugin.extra_metrics(rows))
+        extra = plugin.extra_metrics(rows)
+        metrics.update(extra, domain_metrics=sorted(extra))
     return metrics
 
 

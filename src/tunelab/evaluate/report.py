@@ -14,6 +14,7 @@ ROWS = [("role_accuracy", "role accuracy"), ("slot_p", "slot P"), ("slot_r", "sl
 def metrics_table(metrics: dict) -> str:
     lines = ["| metric | value |", "|---|---|"]
     lines += [f"| {label} | {metrics[key]:.2f} |" for key, label in ROWS if key in metrics]
+    lines += [f"| {key} | {metrics[key]:.2f} |" for key in metrics.get("domain_metrics", [])]  # the domain's own
     return "\n".join(lines)
 
 
@@ -22,7 +23,7 @@ def write_report(path: Path, metrics: dict, rows: list[dict], n_examples: int = 
     parts = [
         f"# Evaluation of `{metrics.get('run_dir', '')}`",
         f"Data: `{metrics.get('data_file', '')}`: {metrics['n_items']} items "
-        f"({metrics['n_search']} searches, {metrics['n_assistant']} replies); "
+        f"({metrics['n_search']} tool calls, {metrics['n_assistant']} replies); "
         f"{metrics.get('items_per_s', 0)} items/s, {metrics.get('new_tokens_per_s', 0)} new tokens/s.",
         metrics_table(metrics),
         f"## {len(wrong)} of {len(rows)} predictions differ from the gold turn; the first {min(n_examples, len(wrong))}",

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import random
 
+from tunelab.domains.hotel.tool import HOTEL_TYPES
 from tunelab.utils.errors import DataError
-
-HOTEL_TYPES = ("经济型", "舒适型", "高档型", "豪华型")
 
 # (landmark, district, streets, subway station, has lettered exits)
 AREAS = [

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import random
 
+from tunelab.domains.hotel.tool import HOTEL_TYPES
+
 DIGITS = "零一二三四五六七八九"
 UNITS = ((1000, "千"), (100, "百"), (10, "十"), (1, ""))
 
@@ -53,7 +55,7 @@ FACILITY_PHRASES = {
     "看护小孩服务": ("能帮忙看小孩", "有看护小孩服务", "提供儿童看护"),
     "开放式厨房": ("有开放式厨房", "能自己做饭"),
 }
-TYPE_WORDS = {t: (t,) for t in ("经济型", "舒适型", "高档型", "豪华型")}  # type is always said verbatim
+TYPE_WORDS = {t: (t,) for t in HOTEL_TYPES}  # type is always said verbatim
 NAME_SUFFIXES = ("国际大酒店", "国际酒店", "大酒店", "大饭店", "商务酒店", "精品酒店", "快捷酒店",
                  "连锁酒店", "酒店", "饭店", "宾馆", "招待所")
 

@@ -15,16 +15,18 @@ def units_tools(resource: str) -> dict[str, Tool]:
     return {"convert_units": convert_units}  # the table is bundled: no resource
 
 
-def answer_numbers(items: list[dict]) -> dict:
-    """Percent of reply items whose predicted reply says exactly the numbers the gold reply says."""
+def answer_value(items: list[dict]) -> dict:
+    """Percent of the replies that state a converted amount (the gold reply's last number: every answer
+    phrasing ends on it) whose predicted reply ends on the same number, whatever the wording around it."""
     hits = []
     for it in items:
         gold, pred = it.get("label") or "", it.get("predict") or ""
-        if not gold.startswith("assistant:"):
+        numbers = _NUMBER.findall(gold)
+        if not gold.startswith("assistant:") or not numbers:
             continue
-        same = pred.startswith("assistant:") and sorted(_NUMBER.findall(gold)) == sorted(_NUMBER.findall(pred))
-        hits.append(same)
-    return {"answer_numbers_match": round(100 * sum(hits) / len(hits), 2) if hits else 0.0}
+        said = _NUMBER.findall(pred) if pred.startswith("assistant:") else []
+        hits.append(bool(said) and float(said[-1]) == float(numbers[-1]))
+    return {"answer_value_match": round(100 * sum(hits) / len(hits), 2) if hits else 0.0}
 
 
 UNITS_DOMAIN = register_domain(Domain(
@@ -39,5 +41,5 @@ UNITS_DOMAIN = register_domain(Domain(
     record_key="value",
     example="How many km is 26.2 miles?",
     generate=lambda n, seed, resource: synthesize(n, seed),
-    extra_metrics=answer_numbers,
+    extra_metrics=answer_value,
 ))
