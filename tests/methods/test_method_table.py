@@ -43,10 +43,6 @@ def test_method_trains_saves_reloads_generates(name, family, request, sample_pat
     if name == "qlora":
         pytest.importorskip("bitsandbytes")
     overrides, lr = METHODS[name]
-    if name == "prefix_tuning" and (name, family) not in REFUSED:  # found by this test: generate() drops the prefix (see the marker's reason)
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "transformers 5.24 generate() passes its own `cache` and ignores peft's prefix `past_key_values` "
-            "(warning: 'Both past_key_values and cache are set'): a prefix-tuned run generates without its prefix")))
     cfg = run_cfg(request.getfixturevalue(family), sample_path, tmp_path / "run", name, overrides, lr)
     if (name, family) in REFUSED:
         with pytest.raises(ConfigError, match=REFUSED[(name, family)]):

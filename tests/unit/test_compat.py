@@ -121,3 +121,32 @@ def test_drop_quantizer_clears_both_places():
     m = SimpleNamespace(hf_quantizer=object(), config=SimpleNamespace(quantization_config={"quant_method": "gguf"}))
     compat.drop_quantizer(m)
     assert m.hf_quantizer is None and not hasattr(m.config, "quantization_config")
+
+
+def test_a_prefix_tuned_model_generates_with_its_prefix(tiny_llama):
+    """generate() equals an argmax loop over the forward pass, which uses the prefix (transformers 5.2x passes
+    its cache as `cache` and drops peft's `past_key_values` without the fence's fix)."""
+    from peft import PrefixTuningConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
+    model = get_peft_model(base, PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)).eval()
+    with torch.no_grad():
+        for p in model.prompt_encoder.parameters():
+            p.normal_(0, 2.0)  # a prefix that changes the outputs
+    ids = torch.randint(5, 60, (1, 9))
+
+    def generate():
+        return model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=5,
+                              do_sample=False, pad_token_id=0)[0, ids.shape[1]:].tolist()
+
+    loop, seq = [], ids
+    with torch.no_grad():
+        for _ in range(5):
+            loop.append(int(model(input_ids=seq, attention_mask=torch.ones_like(seq)).logits[0, -1].argmax()))
+            seq = torch.cat([seq, torch.tensor([[loop[-1]]])], 1)
+        before = generate()
+        assert compat.prefix_generation(model) and not compat.prefix_generation(model)  # patched once
+        after = generate()
+    assert after == loop and before != loop  # the second: the unfixed path is still broken upstream

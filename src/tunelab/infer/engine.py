@@ -15,6 +15,7 @@ from tunelab.data.render import Renderer
 from tunelab.data.schema import Turn
 from tunelab.data.template import ChatTemplate, get_template
 from tunelab.models import load_model
+from tunelab.models.compat import prefix_generation
 from tunelab.models.weights import verify_run_weights
 from tunelab.utils.errors import ConfigError, ModelError
 
@@ -61,6 +62,7 @@ class ChatEngine:
 
     def __init__(self, model, tokenizer, template: ChatTemplate, system_prompt: str = "",
                  domain: str = "", db: str = ""):
+        prefix_generation(model)  # a prefix-tuning adapter's prefix reaches generate (models/compat.py)
         self.model = model.eval()
         self.domain, self.db = domain, db  # the run's tools, for the agent loop
         self.tokenizer = tokenizer

@@ -125,3 +125,32 @@ def cache_row(batched, b: int, length: int):
             row.cumulative_length = length
         out.layers.append(row)
     return out
+
+
+# ----------------------------------------------------------------------------- peft prefix tuning x generate
+
+
+def prefix_generation(model) -> bool:
+    """Make `generate` use a prefix-tuning adapter's prefix; True when `model` needed it.
+
+    peft's prepare_inputs_for_generation injects the prefix as `past_key_values`, while transformers 5.2x
+    generate passes its own cache as `cache` and the forward pass then ignores `past_key_values` ("Both
+    past_key_values and cache are set"): a prefix-tuned run generated as if untrained. On the prefill step
+    the prefix becomes the cache; later steps use the cache it grew into.
+    """
+    config = getattr(model, "active_peft_config", None)
+    if config is None or getattr(config, "peft_type", None) != "PREFIX_TUNING" or getattr(model, "_tl_prefix", 0):
+        return False
+    original = model.prepare_inputs_for_generation
+
+    def prepare(*args, **kwargs):
+        out = original(*args, **kwargs)
+        prefix = out.pop("past_key_values", None)
+        cache = out.get("cache")
+        if prefix is not None and (cache is None or cache.get_seq_length() == 0):
+            out["cache"] = prefix
+        return out
+
+    model.prepare_inputs_for_generation = prepare
+    model._tl_prefix = 1
+    return True
