@@ -172,3 +172,14 @@ def test_an_unwritable_output_is_one_line(tmp_path, sample_path):
                  ["hotel", "build-db", "--out", str(blocker / "h.db"), "--n", "5"]):
         one_line_error(tunelab(*args), str(blocker))
     assert blocker.read_text() == "x"
+
+
+def test_a_replacement_killed_before_its_swap_is_swapped_in_by_resume(tmp_path, tiny_llama, sample_path):
+    out = tmp_path / "run"
+    train(tiny_cfg(tiny_llama, sample_path, out))
+    staged = tmp_path / ".run.next"
+    train(tiny_cfg(tiny_llama, sample_path, staged, save_steps=1, seed=5))  # a finished run, left unswapped
+    (staged / MARKER).write_text((out / MARKER).read_text())
+    with pytest.raises(ConfigError, match="finished replacement is now in place"):
+        train(tiny_cfg(tiny_llama, sample_path, out, resume=True))
+    assert "seed: 5" in (out / "config.yaml").read_text() and not staged.exists()

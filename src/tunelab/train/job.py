@@ -91,10 +91,13 @@ def train(cfg: Config | dict | str) -> dict:
     if cfg.data.db and not Path(cfg.data.db).is_file():
         raise ConfigError(f"data.db '{cfg.data.db}': database file not found")
     if cfg.train.resume:  # resume continues the staged replacement if there is one; the check moves nothing
-        resumed = RunDir.prepare(cfg.train.output_dir, resume=True, inputs=run_inputs(cfg)).work
-        if (done := finished_run(resumed, cfg.train.max_steps)) is not None:
+        resumed = RunDir.prepare(cfg.train.output_dir, resume=True, inputs=run_inputs(cfg))
+        if (done := finished_run(resumed.work, cfg.train.max_steps)) is not None:
+            staged = resumed.work != resumed.path
+            resumed.commit()  # a staged replacement killed between its last write and its swap: swap it now
             raise ConfigError(f"train.output_dir {cfg.train.output_dir}: already finished at step {done}; nothing "
-                              "to resume (raise train.max_steps to train further)")
+                              "to resume" + (" (its finished replacement is now in place)" if staged else "")
+                              + " (raise train.max_steps to train further)")
 
     # 1. the task's data and model (method applied), then the levers: all that can fail on bad input fails
     # before the run dir is touched
