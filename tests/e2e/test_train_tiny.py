@@ -119,6 +119,17 @@ def test_time_budget_schedule_decays_lr_over_time(tiny_llama, sample_path, tmp_p
     assert len(lrs) >= 3 and lrs == sorted(lrs, reverse=True) and lrs[-1] < 0.6 * lrs[0]
 
 
+def test_a_schedule_whose_epochs_end_before_the_budget_lands_on_its_floor(tiny_llama, sample_path, tmp_path):
+    out = tmp_path / "e"
+    c = cfg(tiny_llama, sample_path, out, max_steps=-1, num_train_epochs=2, time_budget_minutes=30,
+            lr_scheduler_type="cosine", warmup_steps=1)
+    summary = train(c)
+    assert not summary["stopped_by_time_budget"] and summary["steps"] == 6  # 6 dialogs, batch 2, 2 epochs
+    lrs = [json.loads(l)["learning_rate"] for l in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in l]
+    assert lrs[-1] == pytest.approx(0.1 * 3e-3)  # the floor, though only a sliver of the budget was spent
+    assert lrs == sorted(lrs[:1]) + sorted(lrs[1:], reverse=True)  # warm-up, then down
+
+
 def test_second_identical_train_hits_the_tokenization_cache(tiny_llama, sample_path, tmp_path, caplog, monkeypatch):
     import logging
 

@@ -115,7 +115,7 @@ class TrainConfig:
     overwrite: bool = opt(False, "replace a non-empty output_dir (otherwise that is an error)")
     time_budget_minutes: float = opt(
         0.0, "stop cleanly after this many minutes (0: none); with max_steps -1 the learning rate "
-        "decays over the budget's time (cosine to 10%) instead of over steps", ge=0)
+        "decays (cosine to 10%) over whichever ends first, the budget or the planned steps", ge=0)
     dataloader_num_workers: int = opt(0, "data loader worker processes", ge=0)
     extra: dict = opt({}, "any other TrainingArguments, passed through as given")
 

@@ -66,12 +66,14 @@ class SFTTrainer(Trainer):
             self.loss_is_scaled_for_ga = None  # the model's own loss: the Trainer scales it as usual
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
-        """With a time budget and no step count, decay the learning rate over time, not steps.
+        """With a time budget, decay the learning rate over whichever ends first: the budget or the planned
+        steps (progress = the larger of the two fractions), cosine to 10% of the peak.
 
-        A step-based cosine schedule cut off by the budget would stop at a high learning rate;
-        this one reaches its floor when the budget is spent, however fast the machine is.
+        A step-based schedule cut off by the budget would stop at a high learning rate, and a time-based one
+        whose epochs end first would too; this one lands on its floor either way, however fast the machine.
         """
-        if not (self.time_budget_s and self.args.max_steps <= 0 and self.lr_scheduler is None):
+        constant = str(self.args.lr_scheduler_type).split(".")[-1].lower().startswith("constant")
+        if not (self.time_budget_s and self.lr_scheduler is None) or constant:
             return super().create_scheduler(num_training_steps, optimizer)
         import math
 
@@ -84,7 +86,9 @@ class SFTTrainer(Trainer):
                 start.append(time.time())  # the clock starts at the first optimizer step, not at set-up
             if step < warmup:
                 return (step + 1) / (warmup + 1)
-            frac = min((time.time() - start[0]) / self.time_budget_s, 1.0) if start else 0.0
+            by_time = (time.time() - start[0]) / self.time_budget_s if start else 0.0
+            by_steps = (step - warmup) / max(num_training_steps - warmup - 1, 1)  # the last step: the floor
+            frac = min(max(by_time, by_steps), 1.0)
             return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * frac))
 
         self.lr_scheduler = LambdaLR(optimizer or self.optimizer, factor)
