@@ -53,7 +53,7 @@ LADDER = [
     ("+ compact tool results (table)", {"data.tool_results": "table"}),
     ("+ logits only at supervised positions", {"train.target_only_logits": True}),
     ("+ no gradient checkpointing", {"train.gradient_checkpointing": False}),
-    ("+ bf16 autocast where the CPU has bf16 matmul units (AMX; fp32 weights and optimizer)",
+    ("+ bf16 autocast (fp32 weights and optimizer; auto picks it where a step measures >= 1.3x faster)",
      {"train.mixed_precision": "auto"}),
     ("+ lengths padded to a multiple of 64 (bf16 kernels are built and cached per shape; buckets reuse them)",
      {"data.pad_to_multiple_of": 64}),
@@ -269,11 +269,11 @@ def main() -> None:
     ceiling = matmul_ceiling()
     from tunelab.train.precision import cpu_has_bf16_matmul
 
-    # without AMX a bf16 matmul crawls (minutes for these shapes), and tunelab stays fp32 there anyway
+    # where bf16 matmul is no faster (an AVX2-only CPU) it crawls: minutes for these shapes, so not measured
     ceiling_bf16 = matmul_ceiling("bfloat16") if cpu_has_bf16_matmul() else float("nan")
     flops, tokens, targets = necessary_flops(train, model_dir)
     print(f"{args.n} dialogs, {tokens} tokens ({targets} targets) in tunelab's rendering; "
-          f"necessary {sum(flops) / 1e12:.2f} TFLOP; fp32 matmul ceiling {ceiling:.1f} GFLOP/s, bf16 {ceiling_bf16:.1f} (nan: no AMX, not measured), "
+          f"necessary {sum(flops) / 1e12:.2f} TFLOP; fp32 matmul ceiling {ceiling:.1f} GFLOP/s, bf16 {ceiling_bf16:.1f} (nan: bf16 no faster here, not measured), "
           f"{torch.get_num_threads()} threads",
           flush=True)
 
@@ -355,7 +355,7 @@ def write(cmd, args, rows, best, settings, losses, ceilings, flops, tokens, targ
         f"Same {args.n} synthesized hotel dialogs ({tokens} tokens, {targets} targets in tunelab's table rendering), "
         f"SmolLM2-135M-Instruct (fp32 weights), LoRA r8 on q_proj,v_proj, lr {LR}, one epoch, batch 1 unless said, "
         f"{torch.get_num_threads()} CPU threads. fp32 matmul ceiling measured in this run: **{ceiling:.1f} GFLOP/s** "
-        f"(bf16: {ceiling_bf16:.1f}, nan where the CPU has no AMX; MFU is over the fp32 ceiling for every row, so bf16 rows can pass 100%); "
+        f"(bf16: {ceiling_bf16:.1f}, nan where bf16 matmul is no faster; MFU is over the fp32 ceiling for every row, so bf16 rows can pass 100%); "
         f"necessary work {sum(flops) / 1e12:.3f} TFLOP (formula in run.py). Ladder rows add one lever each; a lever is "
         "kept (✓) only if it made training faster. Compiled kernels are cached on disk (per model and method): the "
         "first-run compile row pays compiling, the later-run row loads what it compiled, as every later run of "

@@ -10,15 +10,37 @@ from tunelab.utils.errors import ConfigError
 from tests.unit.test_loss import batch_and_model
 
 
-@pytest.mark.parametrize("amx", [True, False])
-def test_resolve(monkeypatch, amx):
-    monkeypatch.setattr(precision, "cpu_has_bf16_matmul", lambda: amx)
-    assert resolve_mixed_precision("auto", "cpu", "auto") == ("bf16" if amx else "no")
-    assert resolve_mixed_precision("no", "cpu", "auto") == "no"
-    assert resolve_mixed_precision("bf16", "cpu", "float32") == "bf16"  # asked for: given, fast or not
-    assert resolve_mixed_precision("auto", "cpu", "float16") == "no"  # fp16 weights: no bf16 autocast
+@pytest.mark.parametrize("ratio", [1.65, 1.05])
+def test_resolve(monkeypatch, ratio):
+    monkeypatch.setattr(precision, "measured_bf16", lambda model: {"ratio": ratio})
+    model = object()
+    assert resolve_mixed_precision("auto", "cpu", "auto", model) == ("bf16" if ratio > 1.3 else "no",
+                                                                     {"ratio": ratio})
+    assert resolve_mixed_precision("no", "cpu", "auto", model) == ("no", None)
+    assert resolve_mixed_precision("bf16", "cpu", "float32", model) == ("bf16", None)  # asked for: given
+    assert resolve_mixed_precision("auto", "cpu", "float16", model) == ("no", None)  # fp16 weights: no bf16
+    assert resolve_mixed_precision("auto", "cpu", "auto", None) == ("no", None)  # not a causal LM: fp32
     with pytest.raises(ConfigError, match="train.mixed_precision 'fp8' is unknown; valid: auto, bf16, no"):
         resolve_mixed_precision("fp8", "cpu", "auto")
+
+
+def test_the_verdict_is_measured_once_per_machine_and_model(tiny_llama, tmp_path, monkeypatch):
+    from tunelab.methods import TrainContext, get_method
+    from tunelab.config import load_config
+    from tunelab.models import load_model
+
+    monkeypatch.setenv("TUNELAB_CACHE", str(tmp_path))
+    cfg = load_config(overrides={"model": {"name_or_path": str(tiny_llama)}})
+    model = get_method("lora").apply(load_model(cfg.model, "cpu")[0], cfg.method, TrainContext("cpu", 1))
+    calls = []
+    real = precision.time_bf16_step
+    monkeypatch.setattr(precision, "time_bf16_step", lambda m: calls.append(1) or real(m))
+    first = precision.measured_bf16(model)
+    again = precision.measured_bf16(model)
+    assert len(calls) == 1 and not first["cached"] and again["cached"]
+    assert first["ratio"] == again["ratio"] == first["step"] > 0 and first["fp32_s"] > 0
+    assert all(p.grad is None for p in model.parameters())  # the probe leaves no gradients behind
+    assert (tmp_path / "bf16_verdicts.json").is_file()
 
 
 @pytest.mark.parametrize("bf16", [True, False])

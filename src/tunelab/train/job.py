@@ -87,7 +87,6 @@ def train(cfg: Config | dict | str) -> dict:
     if cfg.train.gradient_checkpointing and cfg.train.activation_memory_mb:
         raise ConfigError("train.gradient_checkpointing=true checkpoints every layer; train.activation_memory_mb "
                           "checkpoints only what a batch needs: set one of them")
-    precision = resolve_mixed_precision(cfg.train.mixed_precision, device, cfg.model.dtype)
     if cfg.data.db and not Path(cfg.data.db).is_file():
         raise ConfigError(f"data.db '{cfg.data.db}': database file not found")
     if cfg.train.resume:  # resume continues the staged replacement if there is one; the check moves nothing
@@ -103,6 +102,9 @@ def train(cfg: Config | dict | str) -> dict:
     # before the run dir is touched
     prepared = task.prepare(cfg, device)
     model, tokenizer, method = prepared.model, prepared.tokenizer, prepared.method
+    # auto on a CPU: bf16 where this machine runs the model's shapes faster in it (measured once, cached)
+    precision, bf16_measured = resolve_mixed_precision(cfg.train.mixed_precision, device, cfg.model.dtype,
+                                                       model if prepared.causal else None)
     prepared.precision = precision
     if cfg.data.packing and not prepared.causal:
         raise ConfigError(f"data.packing=true packs causal-LM rows; the {task.name} task's rows here are not "
@@ -129,7 +131,8 @@ def train(cfg: Config | dict | str) -> dict:
     overrides = method.train_overrides(device) if method.train_overrides else {}
     dev_rows = prepared.dev_rows
     _training_args(cfg, device, dev_rows is not None, overrides, precision, Path(cfg.train.output_dir))  # checked
-    log.info(f"mixed precision: {precision} ({cfg.train.mixed_precision} on {device})"
+    log.info(f"mixed precision: {precision} ({cfg.train.mixed_precision} on {device}"
+             + (f", bf16 measured {bf16_measured['ratio']}x fp32" if bf16_measured else "") + ")"
              + (f"; {stored_bf16} frozen linear layers stored in bf16" if stored_bf16 else ""))
 
     # 2. run dir (a replaced run is staged beside the old one) and trainer
@@ -178,7 +181,7 @@ def train(cfg: Config | dict | str) -> dict:
     summary = {
         "task": task.name, "base_model": cfg.model.name_or_path, "model_dir": str(prepared.model_dir),
         "method": cfg.method.name, "adapter": method.adapter, **prepared.summary, **params,
-        "threads": torch.get_num_threads(), "mixed_precision": precision, "frozen_linears_bf16": stored_bf16,
+        "threads": torch.get_num_threads(), "mixed_precision": precision, "bf16_measured": bf16_measured, "frozen_linears_bf16": stored_bf16,
         "steps": trainer.state.global_step, "train_loss": train_loss,
         "dev_loss": dev_loss, "train_time_s": round(train_s, 1), "resumed_from_step": base.step or None,
         "tokens_per_s": round(tokens / max(train_s, 1e-9), 1), "tokens": tokens,

@@ -1,38 +1,175 @@
 """Mixed precision for training: which autocast dtype a run uses on this device.
 
 bf16 autocast keeps fp32 weights, optimizer state and residual stream, and runs the matmuls and
-attention in bf16. On a CPU it pays only where the matmuls have bf16 hardware: with Intel AMX tiles
-a bf16 matmul ran at 2521 GFLOP/s against 372 for fp32 (2 cores, measured by
-benchmarks/train_throughput/run.py; results/train_throughput_n12.md); on an AVX2-only CPU bf16 matmul
-is over 100x slower than fp32, so `auto` keeps fp32 there.
+attention in bf16. On a CPU it pays only where the matmuls have bf16 hardware, and CPUs differ: with Intel
+AMX tiles a bf16 matmul ran at 2521 GFLOP/s against 372 for fp32 (2 cores; benchmarks/results/
+train_throughput_n12.md); an AMD EPYC with AVX512-BF16 and no AMX ran one 2.8x fp32; on an AVX2-only CPU
+bf16 is far slower than fp32. So `auto` decides by measuring, once per machine and model: it times one training
+step of the model (forward and backward of the target-only loss) in fp32 and under bf16 autocast, caches the
+verdict in tunelab's cache directory, and picks bf16 when it is faster by BF16_MARGIN.
 """
 
 from __future__ import annotations
 
-from tunelab.models.compat import cpu_has_amx
+import json
+import time
+
 from tunelab.utils.errors import ConfigError
+from tunelab.utils.io import write_json
+from tunelab.utils.log import log
+from tunelab.utils.paths import cache_dir
 
 CHOICES = ("auto", "bf16", "no")
+BF16_MARGIN = 1.3  # bf16 must beat fp32 by this factor for `auto` to pick it (a step does more than matmuls)
 
 
-def cpu_has_bf16_matmul() -> bool:
-    """True when this CPU has AMX tiles (oneDNN's fast bf16 path) and the kernel lets torch use them."""
-    return cpu_has_amx()
+def model_shapes(model) -> dict:
+    """The shapes that dominate a step: hidden size, MLP width, attention heads and head size."""
+    from tunelab.train.loss import causal_lm
+
+    conf = causal_lm(model).config
+    conf = conf.get_text_config() if hasattr(conf, "get_text_config") else conf
+    hidden = int(getattr(conf, "hidden_size", 768))
+    heads = int(getattr(conf, "num_attention_heads", 12))
+    return {"hidden": hidden, "intermediate": int(getattr(conf, "intermediate_size", None) or 4 * hidden),
+            "heads": heads, "head_dim": int(getattr(conf, "head_dim", None) or hidden // heads)}
 
 
-def resolve_mixed_precision(name: str, device: str, weight_dtype: str) -> str:
-    """'bf16' or 'no' for `train.mixed_precision=name` on `device` with `model.dtype=weight_dtype`."""
+def time_bf16(shapes: dict, tokens: int = 256, reps: int = 3) -> dict:
+    """fp32 / bf16 time of a matmul and a causal attention block of `shapes` on this CPU (best of `reps`)."""
+    import torch
+    import torch.nn.functional as F
+
+    def best(fn) -> float:
+        fn()  # oneDNN builds its kernel for the shape on the first call
+        times = []
+        for _ in range(reps):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(tokens, shapes["hidden"], generator=g)
+    w = torch.randn(shapes["hidden"], shapes["intermediate"], generator=g)
+    q = torch.randn(1, shapes["heads"], tokens, shapes["head_dim"], generator=g)
+    out = {}
+    with torch.no_grad():
+        for name, args, fn in (("matmul", (x, w), lambda a, b: a @ b),
+                               ("attention", (q, q, q), lambda a, b, c: F.scaled_dot_product_attention(
+                                   a, b, c, is_causal=True))):
+            fp32 = best(lambda: fn(*args))
+            low = [t.bfloat16() for t in args]
+            bf16 = best(lambda: fn(*low))
+            out[name] = round(fp32 / max(bf16, 1e-9), 3)
+    out["ratio"] = out["matmul"]
+    return out
+
+
+def _machine() -> str:
+    import os
+    import platform
+
+    import torch
+
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
+    except OSError:
+        pass
+    return f"{name} | {torch.backends.cpu.get_cpu_capability()} | torch {torch.__version__} | " \
+           f"{torch.get_num_threads()} threads | {os.cpu_count()} cpus"
+
+
+def time_bf16_step(model, tokens: int = 256, reps: int = 2) -> dict:
+    """fp32 / bf16-autocast time of one training step of `model` itself (forward and backward through the
+    target-only loss, `tokens` random tokens, half of them supervised) on this CPU; best of `reps`."""
+    import torch
+
+    from tunelab.train.loss import causal_lm, lm_loss
+
+    vocab = causal_lm(model).get_input_embeddings().weight.shape[0]
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, vocab, (1, tokens), generator=g)
+    labels = ids.clone()
+    labels[:, : tokens // 2] = -100
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def step(precision: str) -> float:
+        start = time.perf_counter()
+        with autocast(precision, "cpu"):
+            loss, _ = lm_loss(model, {"input_ids": ids, "labels": labels}, None, True)
+        loss.backward()
+        elapsed = time.perf_counter() - start
+        for p in params:
+            p.grad = None
+        return elapsed
+
+    out = {}
+    for precision in ("no", "bf16"):
+        step(precision)  # kernels are built for the shapes on the first call
+        out[precision] = min(step(precision) for _ in range(reps))
+    return {"step": round(out["no"] / max(out["bf16"], 1e-9), 3), "fp32_s": round(out["no"], 3),
+            "bf16_s": round(out["bf16"], 3)}
+
+
+def measured_bf16(model) -> dict:
+    """This machine's bf16-autocast speed-up of a training step of `model` ({"ratio", "step", "fp32_s",
+    "bf16_s", "machine", "cached"}), timed once and then read from tunelab's cache directory."""
+    shapes = {**model_shapes(model), "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+    return _cached(shapes, lambda: time_bf16_step(model), "step")
+
+
+def measured_bf16_shapes(shapes: dict) -> dict:
+    """The bf16 speed-up of a matmul and an attention block of `shapes` (no model needed), cached."""
+    return _cached(shapes, lambda: time_bf16(shapes), "ratio")
+
+
+def _cached(shapes: dict, measure, ratio_key: str) -> dict:
+    key = f"{_machine()} | {json.dumps(shapes, sort_keys=True)}"
+    path = cache_dir() / "bf16_verdicts.json"
+    try:
+        verdicts = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        verdicts = {}
+    verdicts = verdicts if isinstance(verdicts, dict) else {}
+    if isinstance(verdicts.get(key), dict):
+        return {**verdicts[key], "cached": True}
+    timed = measure()
+    timed["ratio"] = timed[ratio_key]
+    log.info(f"bf16 vs fp32 on this CPU ({shapes}): {timed} (cached in {path})")
+    verdicts[key] = {**timed, "machine": _machine()}
+    try:
+        write_json(path, verdicts)
+    except OSError:  # a read-only cache: measure again next time
+        pass
+    return {**verdicts[key], "cached": False}
+
+
+def resolve_mixed_precision(name: str, device: str, weight_dtype: str, model=None) -> tuple[str, dict | None]:
+    """('bf16' or 'no', the measurement behind it or None) for `train.mixed_precision=name` on `device` with
+    `model.dtype=weight_dtype`; on a CPU `auto` measures the causal LM `model` (measured_bf16; None: fp32)."""
     if name not in CHOICES:
         raise ConfigError(f"train.mixed_precision '{name}' is unknown; valid: {', '.join(CHOICES)}")
     if name == "no" or weight_dtype == "float16":
-        return "no"
+        return "no", None
     if name == "bf16":
-        return "bf16"
+        return "bf16", None
     if device == "cuda":
         import torch
 
-        return "bf16" if torch.cuda.is_bf16_supported() else "no"
-    return "bf16" if cpu_has_bf16_matmul() else "no"
+        return ("bf16" if torch.cuda.is_bf16_supported() else "no"), None
+    if model is None:  # not a causal LM (an encoder's rows): no step probe, fp32
+        return "no", None
+    measured = measured_bf16(model)
+    return ("bf16" if measured["ratio"] >= BF16_MARGIN else "no"), measured
+
+
+def cpu_has_bf16_matmul() -> bool:
+    """True when this CPU's bf16 matmul beats fp32 by BF16_MARGIN (a 2048-wide probe, measured once)."""
+    return measured_bf16_shapes({"hidden": 2048, "intermediate": 2048, "heads": 16, "head_dim": 128})["matmul"] \
+        >= BF16_MARGIN
 
 
 def autocast(precision: str, device: str):
