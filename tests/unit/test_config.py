@@ -109,3 +109,8 @@ def test_typed_choices_match_the_registries():
 def test_a_bad_choice_names_the_valid_ones():
     with pytest.raises(ConfigError, match=r"method.name: 'lroa' is not a valid choice \(did you mean 'lora'\?\); valid: lora"):
         load_config(overrides=["--method.name=lroa"])
+
+
+def test_a_bare_no_is_the_choice_no(tmp_path):
+    assert load_config(write(tmp_path, "train: {mixed_precision: no}\n")).train.mixed_precision == "no"
+    assert load_config(overrides=["--train.mixed_precision=no"]).train.mixed_precision == "no"

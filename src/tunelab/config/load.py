@@ -29,6 +29,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     if origin is typing.Literal:
         choices = typing.get_args(tp)
+        if isinstance(value, bool) and ("no" if value is False else "yes") in choices:
+            value = "no" if value is False else "yes"  # YAML 1.1 reads a bare `no` as false
         if value not in choices:
             close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
