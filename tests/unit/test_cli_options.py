@@ -28,3 +28,27 @@ def test_choices_and_ranges_come_along(capsys):
     assert "invalid choice: 'beam' (choose from 'dialog', 'batch')" in capsys.readouterr().err
     assert main(["chat", "RUN", "--top-p", "1.5"]) == 2
     assert "--top-p: 1.5 is out of range; valid: > 0 and <= 1" in capsys.readouterr().err
+
+
+def test_an_override_may_take_its_value_after_a_space():
+    from tunelab.cli.main import config_overrides
+
+    assert config_overrides(["--train.output_dir", "/tmp/x", "--data.cache=false", "--bogus", "y"]) == (
+        ["--train.output_dir=/tmp/x", "--data.cache=false"], ["--bogus", "y"])
+
+
+def test_config_show_lists_every_key_and_marks_the_changed(capsys):
+    from tunelab.cli.main import main
+    from tunelab.config import Config
+
+    from pathlib import Path
+
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "quickstart.yaml"
+    assert main(["config", "show", str(recipe), "--train.max_steps", "7", "--serve.port=9000"]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    keys = {line.split()[0] for line in lines}
+    expected = {f"{s.name}.{f.name}" for s in dataclasses.fields(Config) for f in dataclasses.fields(getattr(Config(), s.name))}
+    assert keys == expected
+    changed = {line.split()[0] for line in lines if " * " in line or line.rstrip().endswith("*")}
+    assert {"train.max_steps", "serve.port", "model.name_or_path", "train.output_dir"} <= changed
+    assert "train.seed" not in changed and "eval.decode" not in changed

@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="show library logs and tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="fine-tune per a YAML config; override keys with --section.key=value")
-    t.add_argument("config", help="YAML config (see recipes/)")
+    t.add_argument("config", help="YAML config (see recipes/; every key: `tunelab config show CONFIG`); any key "
+                   "overridden with --section.key=value or --section.key value")
     t.add_argument("--no-cache", action="store_true", help="tokenize again even when a cached copy exists")
     t.add_argument("--kfold", metavar="FOLDS_DIR", help="train on each fold of `tunelab data split --kfold`")
     t.set_defaults(fn=cmd_train)
@@ -131,9 +132,53 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_parser(sub)
     add_serve_parser(sub)
     add_webui_parser(sub)
+    g = sub.add_parser("config", help="every config key: type, default, this config's value (* = changed), help")
+    gs = g.add_subparsers(dest="config_command", required=True)
+    show = gs.add_parser("show", help="list every key of CONFIG (with --section.key=value overrides applied)")
+    show.add_argument("config", help="YAML config (see recipes/)")
+    show.set_defaults(fn=cmd_config_show)
     m = sub.add_parser("models", help="list the embedded model presets")
     m.set_defaults(fn=cmd_models)
     return p
+
+
+def config_overrides(rest: list[str]) -> tuple[list[str], list[str]]:
+    """(`--section.key=value` overrides, the other arguments): `--section.key value` is read as
+    `--section.key=value`."""
+    overrides, unknown, i = [], [], 0
+    while i < len(rest):
+        arg = rest[i]
+        dotted = arg.startswith("--") and "." in arg.split("=", 1)[0]
+        if dotted and "=" not in arg and i + 1 < len(rest) and not rest[i + 1].startswith("--"):
+            overrides.append(f"{arg}={rest[i + 1]}")
+            i += 2
+            continue
+        (overrides if dotted and "=" in arg else unknown).append(arg)
+        i += 1
+    return overrides, unknown
+
+
+def cmd_config_show(args, overrides: list[str]) -> int:
+    import dataclasses
+    import typing
+
+    from tunelab.config import Config, load_config
+
+    cfg = load_config(args.config, overrides)
+    print(f"{'key':42} {'type':14} {'default':>14} {'value':>22}  help")
+    for section in dataclasses.fields(Config):
+        cls, current = section.type if isinstance(section.type, type) else type(getattr(cfg, section.name)), \
+            getattr(cfg, section.name)
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            tp = hints[f.name]
+            kind = "choice" if typing.get_origin(tp) is typing.Literal else getattr(tp, "__name__", str(tp))
+            value = getattr(current, f.name)
+            mark = "" if value == default else " *"
+            print(f"{section.name + '.' + f.name:42} {kind:14} {str(default)[:14]:>14} {str(value)[:20] + mark:>22}  "
+                  f"{f.metadata.get('help', '')}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,12 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:  # a bad option: one line and exit status 2 (returned, so callers in Python get it too)
         args, rest = parser.parse_known_args(argv)
-        overrides = [a for a in rest if a.startswith("--") and "=" in a]
-        unknown = [a for a in rest if a not in overrides]
+        overrides, unknown = config_overrides(rest)
         if unknown:
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-        if overrides and args.command != "train":
-            parser.error("--section.key=value overrides apply to `train` only")
+        if overrides and args.command not in ("train", "config"):
+            parser.error("--section.key=value overrides apply to `train` and `config` only")
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else 2
     from tunelab.utils.log import setup_logging
@@ -159,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"tunelab: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the output went to a pager or `head` that closed: nothing more to say
+        return 0
     except OSError as e:  # an unwritable or missing path, a full disk: one line naming the path
         if args.verbose:
             raise

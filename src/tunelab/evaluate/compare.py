@@ -34,11 +34,11 @@ def _f(x, spec=".2f") -> str:
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| Model | Method | BLEU-4 | SLOT-P | SLOT-R | SLOT-F1 | role acc | dev loss | trainable params "
+    head = ("| Run | Model | Method | BLEU-4 | SLOT-P | SLOT-R | SLOT-F1 | role acc | dev loss | trainable params "
             "| train time (s) | peak RSS (MB) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['method']} | {_f(r['bleu-4'])} | {_f(r['slot_p'])} | {_f(r['slot_r'])} "
+        lines.append(f"| {r['run']} | {r['model']} | {r['method']} | {_f(r['bleu-4'])} | {_f(r['slot_p'])} | {_f(r['slot_r'])} "
                      f"| {_f(r['slot_f1'])} | {_f(r['role_accuracy'])} | {_f(r['dev_loss'], '.4f')} "
                      f"| {_f(r['trainable_params'], ',')} | {_f(r['train_time_s'], '.0f')} | {_f(r['peak_rss_mb'], '.0f')} |")
     return "\n".join(lines)
