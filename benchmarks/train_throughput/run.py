@@ -53,7 +53,7 @@ LADDER = [
     ("+ compact tool results (table)", {"data.tool_results": "table"}),
     ("+ logits only at supervised positions", {"train.target_only_logits": True}),
     ("+ no gradient checkpointing", {"train.gradient_checkpointing": False}),
-    ("+ bf16 autocast (fp32 weights and optimizer; auto picks it where a step measures >= 1.3x faster)",
+    ("+ bf16 autocast (fp32 weights and optimizer; auto picks it where a step measures >= 1.15x faster)",
      {"train.mixed_precision": "auto"}),
     ("+ lengths padded to a multiple of 64 (bf16 kernels are built and cached per shape; buckets reuse them)",
      {"data.pad_to_multiple_of": 64}),

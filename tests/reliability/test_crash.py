@@ -3,6 +3,7 @@ same adapter and loss as a run that was never interrupted; torn metrics lines; s
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from tests.conftest import REPO, SAMPLE
 from tunelab.train.checkpoints import MARKER, CheckpointMarker, Progress, resume_point
 from tunelab.train.job import train
 from tunelab.utils.errors import ConfigError
+from tunelab.utils.safety import mark
 from tunelab.utils.io import append_jsonl, read_jsonl_tolerant
 
 # Run in a child process and SIGKILLed where the child signals (it touches a file, then sleeps).
@@ -197,6 +199,10 @@ def test_resume_point_skips_partial_and_never_deletes_without_a_complete_one(tmp
     old_partial, _, _, newer = (_checkpoint(run, 1, False), _checkpoint(run, 2, True),
                                 _checkpoint(run, 4, True), _checkpoint(run, 10, False))
     (run / "checkpoint-x").mkdir()  # not ours: left alone
+    unmarked = tmp_path / "copy"  # the same checkpoints in a directory tunelab did not make: nothing deleted
+    shutil.copytree(run, unmarked)
+    assert resume_point(unmarked)[0].name == "checkpoint-4" and (unmarked / "checkpoint-10").exists()
+    mark(run, "run")
     with caplog.at_level("INFO", logger="tunelab"):
         path, progress = resume_point(run)
     assert path.name == "checkpoint-4" and progress == Progress(step=4, tokens=40)

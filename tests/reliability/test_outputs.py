@@ -183,3 +183,27 @@ def test_a_replacement_killed_before_its_swap_is_swapped_in_by_resume(tmp_path, 
     with pytest.raises(ConfigError, match="finished replacement is now in place"):
         train(tiny_cfg(tiny_llama, sample_path, out, resume=True))
     assert "seed: 5" in (out / "config.yaml").read_text() and not staged.exists()
+
+
+def test_a_swap_that_fails_puts_the_old_directory_back(tmp_path, monkeypatch):
+    import os
+
+    from tunelab.utils.safety import mark, replace_dir, staging_dir
+
+    final = tmp_path / "run"
+    final.mkdir()
+    mark(final, "run")
+    (final / "adapter.safetensors").write_text("old weights")
+    new = staging_dir(final, "run")
+    real = os.replace
+
+    def failing(src, dst):
+        if str(src) == str(new):
+            raise OSError(28, "No space left on device")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing)
+    with pytest.raises(OSError):
+        replace_dir(new, final)
+    assert (final / "adapter.safetensors").read_text() == "old weights"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([final.name, new.name])  # no hidden .old left

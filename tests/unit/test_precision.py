@@ -14,7 +14,7 @@ from tests.unit.test_loss import batch_and_model
 def test_resolve(monkeypatch, ratio):
     monkeypatch.setattr(precision, "measured_bf16", lambda model: {"ratio": ratio})
     model = object()
-    assert resolve_mixed_precision("auto", "cpu", "auto", model) == ("bf16" if ratio > 1.3 else "no",
+    assert resolve_mixed_precision("auto", "cpu", "auto", model) == ("bf16" if ratio >= precision.BF16_MARGIN else "no",
                                                                      {"ratio": ratio})
     assert resolve_mixed_precision("no", "cpu", "auto", model) == ("no", None)
     assert resolve_mixed_precision("bf16", "cpu", "float32", model) == ("bf16", None)  # asked for: given

@@ -6,20 +6,22 @@ from __future__ import annotations
 import argparse
 import math
 
+from tunelab.config.load import range_error
 
-def number(kind: type = int, ge: float | None = None, gt: float | None = None, le: float | None = None):
-    """An argparse `type` that parses `kind` and checks ge/gt/le; NaN and infinities are refused."""
-    valid = " and ".join(f"{op} {b}" for op, b in ((">=", ge), (">", gt), ("<=", le)) if b is not None)
+
+def number(kind: type = int, **bounds: float):
+    """An argparse `type` that parses `kind` and checks `bounds` (ge/gt/le/lt, as config fields declare
+    them: config.load.range_error); NaN and infinities are refused."""
 
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}") from None
-        ok = math.isfinite(value) and (ge is None or value >= ge) and (gt is None or value > gt) \
-            and (le is None or value <= le)
-        if not ok:
-            raise argparse.ArgumentTypeError(f"{text} is out of range; valid: {valid or 'a finite number'}")
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text} is not a finite number")
+        if (error := range_error(value, {k: v for k, v in bounds.items() if v is not None})) is not None:
+            raise argparse.ArgumentTypeError(error)
         return value
 
     parse.__name__ = kind.__name__  # argparse names the type in its messages
@@ -49,10 +51,7 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, names: list[str]
         elif typing.get_origin(tp) is typing.Literal:
             kw["choices"] = list(typing.get_args(tp))
         elif tp in (int, float):
-            bounds = f.metadata.get("range", {})
-            kw["type"] = number(tp, ge=bounds.get("ge"), gt=bounds.get("gt"), le=bounds.get("le"))
-            if "lt" in bounds:  # argparse-side check covers ge/gt/le; lt fields are checked by the config
-                kw["type"] = number(tp, ge=bounds.get("ge"), gt=bounds.get("gt"))
+            kw["type"] = number(tp, **f.metadata.get("range", {}))
         parser.add_argument(flag, **kw)
 
 

@@ -72,13 +72,19 @@ _BOUNDS = {"ge": (">=", lambda v, b: v >= b), "gt": (">", lambda v, b: v > b),
            "le": ("<=", lambda v, b: v <= b), "lt": ("<", lambda v, b: v < b)}
 
 
+def range_error(value: Any, bounds: dict) -> str | None:
+    """'V is out of range; valid: >= 1 and ...' when `value` falls outside `bounds` (ge/gt/le/lt), else None."""
+    if not bounds or not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    if all(_BOUNDS[k][1](value, b) for k, b in bounds.items()):
+        return None
+    return f"{value!r} is out of range; valid: " + " and ".join(f"{_BOUNDS[k][0]} {b}" for k, b in bounds.items())
+
+
 def check_range(value: Any, bounds: dict, where: str) -> None:
     """ConfigError naming the valid range when `value` falls outside `bounds` (ge/gt/le/lt)."""
-    if not bounds or not isinstance(value, (int, float)) or isinstance(value, bool):
-        return
-    if not all(_BOUNDS[k][1](value, b) for k, b in bounds.items()):
-        valid = " and ".join(f"{_BOUNDS[k][0]} {b}" for k, b in bounds.items())
-        raise ConfigError(f"{where}: {value!r} is out of range; valid: {valid}")
+    if (error := range_error(value, bounds)) is not None:
+        raise ConfigError(f"{where}: {error}")
 
 
 def check_ranges(obj: Any, section: str) -> None:

@@ -101,7 +101,7 @@ class TrainConfig:
     target_only_logits: bool = opt(True, "run the LM head only where a label is supervised (same loss, faster)")
     mixed_precision: Literal["auto", "bf16", "no"] = opt(
         "auto", "bf16 autocast (fp32 weights and optimizer, bf16 matmuls and attention) or no; auto: bf16 on "
-        "CUDA, and on a CPU where a training step of this model measured at least 1.3x faster in bf16 (timed "
+        "CUDA, and on a CPU where a training step of this model measured at least 1.15x faster in bf16 (timed "
         "once per machine and model, cached; recorded in run.json as bf16_measured)")
     compile: bool = opt(False, "torch.compile each decoder layer (pays on long runs; compiling takes minutes)")
     threads: int = opt(0, "CPU threads for torch (0: torch's default, one per core)", ge=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import queue
 import threading
@@ -10,7 +11,9 @@ from pathlib import Path
 from typing import Iterator
 
 import tunelab.utils.offline  # noqa: F401
+from tunelab.config.load import range_error
 from tunelab.config.run_dir import RunDir
+from tunelab.config.schema import EvalConfig
 from tunelab.data.render import Renderer
 from tunelab.data.schema import Turn
 from tunelab.data.template import ChatTemplate, get_template
@@ -30,18 +33,18 @@ class GenerationOptions:
     max_prompt_tokens: int | None = None  # longer prompts raise PromptTooLong; None: no cap
 
     def __post_init__(self):
-        def bad(name: str, valid: str):
-            return ConfigError(f"generation option {name}={getattr(self, name)!r}: must be {valid}")
-
-        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
-            raise bad("max_new_tokens", "an integer >= 1")
-        if not _real(self.temperature) or self.temperature < 0:
-            raise bad("temperature", "a finite number >= 0")
-        if not _real(self.top_p) or not 0 < self.top_p <= 1:
-            raise bad("top_p", "a number in (0, 1]")
+        bounds = {f.name: f.metadata["range"] for f in dataclasses.fields(EvalConfig)}  # one source of ranges
+        for name in ("max_new_tokens", "temperature", "top_p"):
+            value = getattr(self, name)
+            error = "not a number" if not _real(value) else range_error(value, bounds[name])
+            if error is None and name == "max_new_tokens" and not isinstance(value, int):
+                error = "not an integer"
+            if error is not None:
+                raise ConfigError(f"generation option {name}={value!r}: {error}")
         if self.max_prompt_tokens is not None and (isinstance(self.max_prompt_tokens, bool) or not isinstance(
                 self.max_prompt_tokens, int) or self.max_prompt_tokens < 1):
-            raise bad("max_prompt_tokens", "an integer >= 1 or None")
+            raise ConfigError(f"generation option max_prompt_tokens={self.max_prompt_tokens!r}: must be an "
+                              "integer >= 1 or None")
 
 
 def _real(x) -> bool:

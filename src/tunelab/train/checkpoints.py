@@ -18,10 +18,12 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from tunelab.config.run_dir import RunDir
 from tunelab.train.trainer import TokenMeter
 from tunelab.utils.errors import ConfigError
 from tunelab.utils.io import read_jsonl_tolerant, write_json, write_jsonl
 from tunelab.utils.log import log
+from tunelab.utils.safety import is_marked
 
 MARKER = "tunelab_complete.json"
 _NAME = re.compile(r"checkpoint-(\d+)")
@@ -100,10 +102,12 @@ def resume_point(run_dir: Path) -> tuple[Path, Progress]:
         raise ConfigError(f"train.resume=true but {run_dir} holds no complete checkpoint (found: {names}; a "
                           f"checkpoint is complete once it holds {MARKER}); start again with --train.overwrite=true")
     step, path = complete[-1]
-    partial = [p for s, p in found if s > step and not is_complete(p)]
+    # only in a run dir tunelab made (marked), and never through a link: a user's directory keeps its files
+    partial = [p for s, p in found if s > step and not is_complete(p) and not p.is_symlink()] \
+        if is_marked(run_dir) else []
     for p in partial:
         remove_checkpoint(p)
-    older = [p.name for s, p in found if s < step and not is_complete(p)]
+    older = [p.name for s, p in found if not is_complete(p) and p not in partial]
     log.info(f"resuming from {path.name}" + (f"; removed partial {', '.join(p.name for p in partial)}"
                                               if partial else "")
              + (f"; skipped partial {', '.join(older)} (left in place)" if older else ""))
@@ -129,12 +133,9 @@ def finished_run(run_dir: Path, max_steps: int) -> int | None:
     Finished: run.json exists and the run reached train.max_steps (or, with max_steps <= 0, ran its
     epochs without being stopped by the time budget).
     """
-    run_file = run_dir / "run.json"
-    if not run_file.is_file():
-        return None
     try:
-        run = json.loads(run_file.read_text())
-    except (OSError, ValueError):
+        run = RunDir(run_dir).summary()
+    except ConfigError:  # no run.json, or a damaged one: not finished
         return None
     steps = int(run.get("steps", 0))
     done = steps >= max_steps if max_steps > 0 else not run.get("stopped_by_time_budget")

@@ -95,7 +95,12 @@ def replace_dir(new: Path, final: Path, what: str = "output") -> Path:
         old = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old", dir=final.parent))
         os.rmdir(old)
         os.replace(final, old)
-    os.replace(new, final)
+    try:
+        os.replace(new, final)
+    except OSError:
+        if old is not None:  # put the old one back: a failed swap loses nothing
+            os.replace(old, final)
+        raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return final
