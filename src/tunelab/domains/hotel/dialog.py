@@ -25,7 +25,8 @@ QUESTIONS = {
     "type": ("{s}是什么档次的酒店？", "{s}属于什么类型？"),
     "wifi": ("{s}有wifi吗？", "{s}能连wifi吗？", "{r}房间里有无线网吗？"),
 }
-CLOSINGS = (("好的，谢谢", "不客气，祝您入住愉快！"), ("好的，谢谢！", "不客气，祝您旅途愉快！"),
+CLOSINGS = (("好的，谢谢。", "不客气。"), ("好的，谢谢你了。", "不客气。"), ("谢谢，没有其他问题了。", "不用客气！"),
+            ("好的，谢谢了。", "不客气，祝您入住愉快！"), ("好的，谢谢", "不客气，祝您入住愉快！"), ("好的，谢谢！", "不客气，祝您旅途愉快！"),
             ("行，就订这家了，谢谢。", "好的，祝您入住愉快！"), ("知道了，多谢。", "不用谢，有需要随时找我。"),
             ("好的，没有其他问题了，谢谢。", "很高兴为您服务，祝您入住愉快！"), ("太好了，谢谢你！", "不客气，祝您住得开心！"))
 ACKS = ("", "", "", "好的，", "听起来不错，", "嗯，", "行，")
@@ -96,10 +97,10 @@ class DialogBuilder:
         recs, rng = self.records, self.rng
         self.offered = recs[0]  # always the best rated: a policy the model can learn from the records
         h = self.offered
-        opener = rng.choice(("推荐您去{n}", "为您找到{n}", "{n}比较符合您的要求", "可以考虑{n}",
-                             "建议您选择{n}", "{n}挺不错的")).format(n=h["name"])
+        opener = rng.choice(("推荐您去{n}", "为您推荐{n}", "{n}比较符合您的要求", "可以考虑{n}",
+                             "建议您去{n}", "{n}是一个不错的选择")).format(n=h["name"])
         skip = ("type",) if "type" in self.args else ()  # the user already fixed the type
-        facts = self.facts(h, rng.choice((1, 1, 2)), skip)
+        facts = self.facts(h, rng.choice((0, 0, 1, 2)), skip)
         text = f"{opener}，{facts}。" if facts else f"{opener}。"
         if len(recs) >= 3 and rng.random() < 0.3:
             others = "、".join(r["name"] for r in recs[:3] if r is not h)
@@ -237,7 +238,7 @@ class DialogBuilder:
         if "rating_range_lower" in args:
             for r in (4.5, 4.0, 3.5):
                 if r < args["rating_range_lower"]:
-                    new = {**args, "rating_range_lower": r}
+                    new = {k: v for k, v in args.items() if k != "rating_range_upper"} | {"rating_range_lower": r}
                     if self.probe(new):
                         options.append((new, f"把评分要求降到{fmt_rating(r)}分以上",
                                         rng.choice((f"那{fmt_rating(r)}分以上的也行。", f"评分{fmt_rating(r)}以上就可以。"))))

@@ -15,6 +15,7 @@ from typing import Any
 
 from tunelab.domains.hotel.db import connect
 from tunelab.domains.hotel.dialog import LIMIT, DialogBuilder, mention
+from tunelab.domains.hotel.goals import goal_dialog
 from tunelab.domains.hotel.phrasing import (
     brand_name,
     facility_phrase,
@@ -26,9 +27,11 @@ from tunelab.domains.hotel.phrasing import (
 from tunelab.domains.hotel.tool import HOTEL_TYPES
 from tunelab.utils.errors import DataError
 
-KINDS = ("by_type", "by_price", "by_type_price", "by_facility", "by_rating", "by_name", "multi_search", "no_result")
-KIND_WEIGHTS = (9, 9, 15, 18, 11, 16, 14, 8)
-CLOSING_SHARE = 0.3
+KINDS = ("by_type", "by_price", "by_type_price", "by_facility", "by_rating", "by_name", "multi_search", "no_result",
+         "goal")
+# goal dialogs (goals.py) are shaped like real guests' dialogs and are most of the mix
+KIND_WEIGHTS = (3, 4, 5, 6, 4, 12, 8, 5, 53)
+CLOSING_SHARE = 0.45
 RATING_STEPS = (4.0, 4.2, 4.3, 4.5, 4.6, 4.7, 4.8)
 N_RARE = 8  # the least common facilities of the database drive "nothing found" requests
 
@@ -251,7 +254,9 @@ def _one_dialog(rng: random.Random, conn, hotels: list[dict], catalogue: list[st
                 rare: list[str]) -> tuple[str, list[dict]]:
     b = DialogBuilder(rng, conn, catalogue)
     kind = rng.choices(KINDS, weights=KIND_WEIGHTS)[0]
-    if kind == "by_name":
+    if kind == "goal":
+        goal_dialog(b, hotels)
+    elif kind == "by_name":
         kind = _flow_by_name(b, hotels)
     elif kind == "no_result":
         kind = _flow_no_result(b, hotels, rare)

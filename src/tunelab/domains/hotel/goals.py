@@ -1,0 +1,260 @@
+"""Goal-driven hotel dialogs: how guests in crowd-sourced booking dialogs talk, written from scratch.
+
+A guest arrives with a goal: two to four constraints about one hotel (type, facilities said by their
+database names or colloquially, a price band such as 300-400元 or "1000元以上", a rating floor such as
+4.5分以上 or exactly 5分), says most of them in one turn, gets one or two hotels named back, asks a slot or
+two about the one they pick (answered tersely from the records), and may start a second goal for a
+friend, whose search carries only its own constraints. Conventions follow the annotated real dialogs:
+a band "300-400元" is price_range_lower 300 and price_range_upper 400; "N元以上" is a lower bound only;
+"4.5分以上" is rating_range_lower 4.5; "5分" is rating_range_lower = rating_range_upper = 5.0.
+"""
+
+from __future__ import annotations
+
+import random
+
+from tunelab.domains.hotel.dialog import DialogBuilder
+from tunelab.domains.hotel.phrasing import cn_number, cn_rating, facility_phrase, fmt_rating
+
+PRICE_BANDS = ((100, 200), (200, 300), (300, 400), (400, 500), (500, 600), (600, 700), (700, 800),
+               (800, 1000), (1000, None))
+TYPES_SAID = ("{t}", "{t}的", "{t}")
+
+
+# --- constraints of one goal: (arguments, phrases) ------------------------------------------
+def _price_goal(rng: random.Random, price: int | None) -> tuple[dict, str] | None:
+    if price is None:
+        return None
+    lo, hi = next(((a, b) for a, b in PRICE_BANDS if price >= a and (b is None or price <= b)), (None, None))
+    if lo is None:
+        return None
+    if hi is None:
+        args = {"price_range_lower": lo}
+        n = rng.choice((str(lo), str(lo), cn_number(lo)))
+        text = rng.choice((f"最低价格{n}元以上", f"价格在{n}元以上", f"每晚{n}元以上", f"价格不低于{n}元",
+                           f"起码{n}元一晚", f"{n}块以上"))
+        return args, text
+    args = {"price_range_lower": lo, "price_range_upper": hi}
+    a, b = (str(lo), str(hi)) if rng.random() < 0.85 else (cn_number(lo), cn_number(hi))
+    text = rng.choice((f"最低价格{a}-{b}元", f"最低价格在{a}-{b}元", f"价格在{a}-{b}元", f"价格是{a}-{b}元",
+                       f"价位在{a}到{b}元之间", f"每晚{a}到{b}块", f"{a}-{b}元", f"预算{a}到{b}元",
+                       f"价格{a}元到{b}元"))
+    return args, text
+
+
+def _rating_goal(rng: random.Random, rating: float | None) -> tuple[dict, str] | None:
+    if rating is None or rating < 4.0:
+        return None
+    if rating >= 5.0 and rng.random() < 0.6 or rng.random() < 0.12:  # guests ask for 5分 even when none has it
+        return ({"rating_range_lower": 5.0, "rating_range_upper": 5.0},
+                rng.choice(("评分为5分", "评分是5分", "评分5分", "满分5分")))
+    r = 4.5 if rating >= 4.5 and rng.random() < 0.7 else 4.0
+    s, c = fmt_rating(r), cn_rating(r)
+    text = rng.choice((f"评分是{s}分以上", f"评分{s}分以上", f"评分在{s}分以上", f"{s}分以上", f"评分不低于{s}分",
+                       f"评分起码{s}分", f"评分{c}分以上", f"评分高于{s}分"))
+    return {"rating_range_lower": r}, text
+
+
+def _facility_text(rng: random.Random, facilities: list[str]) -> str:
+    if rng.random() < 0.6:  # said by the database's own names, as most guests do
+        names = [f + ("服务" if rng.random() < 0.15 and not f.endswith("服务") else "") for f in facilities]
+        joined = names[0] if len(names) == 1 else "、".join(names[:-1]) + rng.choice(("和", "、")) + names[-1]
+        return rng.choice(("提供", "有", "能提供", "可以提供")) + joined
+    return "、".join(facility_phrase(rng, f) for f in facilities)
+
+
+def make_goal(rng: random.Random, hotels: list[dict]) -> tuple[dict, dict]:
+    """(arguments, parts) of a goal that the hotel it was drawn from satisfies (but for an exact 5分 rating,
+    which often finds nothing); parts maps each stated constraint kind (type, facilities, price, rating) to
+    its phrase."""
+    h = rng.choice(hotels)
+    kinds = [k for k in ("type", "facilities", "price", "rating") if rng.random() < (0.45, 0.6, 0.45, 0.45)[
+        ("type", "facilities", "price", "rating").index(k)]]
+    if len(kinds) < 1 or (len(kinds) < 2 and rng.random() < 0.6):
+        kinds = rng.sample(("type", "facilities", "price", "rating"), 2)
+    args: dict = {}
+    parts: dict = {}
+    for kind in kinds:
+        if kind == "type" and h["type"]:
+            args["type"] = h["type"]
+            parts["type"] = h["type"]
+        elif kind == "facilities" and h["facilities"]:
+            fs = rng.sample(h["facilities"], min(len(h["facilities"]), rng.choice((1, 2, 2, 3))))
+            args["facilities"] = fs
+            parts["facilities"] = _facility_text(rng, fs)
+        elif kind == "price" and (p := _price_goal(rng, h["price"])):
+            args.update(p[0])
+            parts["price"] = p[1]
+        elif kind == "rating" and (r := _rating_goal(rng, h["rating"])):
+            args.update(r[0])
+            parts["rating"] = r[1]
+    if not args:
+        args, parts = {"type": h["type"]}, {"type": h["type"]}
+    return args, parts
+
+
+# --- the request sentence -----------------------------------------------------------------------
+OPENERS = ("", "", "", "你好，", "您好，", "你好，", "我有个朋友要来北京，", "我下周要去北京出差，", "吃完饭",
+           "游玩结束后", "晚上", "麻烦你，")
+ASKS_ATTR = ("我想找一家{x}酒店住宿，给我推荐一家吧。", "帮我推荐一个{x}酒店，谢谢。", "可以帮我推荐一个{x}酒店吗？",
+             "请给我推荐一个{x}酒店。", "你能给我找一个{x}酒店吗？", "我想找一个{x}酒店，有什么推荐吗？",
+             "有没有{x}酒店？", "帮我找一家{x}酒店。", "我想住一家{x}酒店，你帮我看看。", "给我推荐个{x}酒店吧。")
+
+
+def request_text(rng: random.Random, parts: dict) -> str:
+    """A first request stating every part: mostly one attributive phrase before 酒店, sometimes a clause."""
+    order = list(parts)
+    rng.shuffle(order)
+    type_word = parts.get("type", "")
+    attrs = [parts[k] for k in order if k != "type"]
+    opener = rng.choice(OPENERS)
+    if attrs and len(attrs) >= 2 and rng.random() < 0.3:  # the last constraint as an afterthought
+        head, tail = attrs[:-1], attrs[-1]
+        x = "、".join(head) + "的" + type_word
+        ask = rng.choice(("我想找一个{x}酒店，最好{y}的，帮我推荐下。", "帮我找一家{x}酒店，要{y}的。",
+                          "我想找一家{x}酒店，{y}的就行。"))
+        return opener + ask.format(x=x, y=tail)
+    if attrs:
+        sep = rng.choice(("，", "、", "的，"))
+        x = sep.join(attrs) + "的" + type_word
+    else:
+        x = rng.choice((type_word, f"{type_word}的"))
+    return opener + rng.choice(ASKS_ATTR).format(x=x)
+
+
+def second_request_text(rng: random.Random, parts: dict) -> str:
+    """A new goal later in the dialog: said as 'another one', its constraints only."""
+    lead = rng.choice(("再帮我找一个", "我还想帮朋友找一家", "另外，帮我再找一家", "好的，再给我推荐一个", "我还需要一家"))
+    type_word = parts.get("type", "")
+    attrs = [parts[k] for k in parts if k != "type"]
+    x = ("，".join(attrs) + "的" if attrs else "") + type_word
+    return f"{lead}{x}酒店{rng.choice(('。', '吧。', '，谢谢。', '，有吗？'))}"
+
+
+# --- terse replies, from the records --------------------------------------------------------
+def offer_text(rng: random.Random, records: list[dict]) -> tuple[str, list[dict]]:
+    """Name one hotel of the records (sometimes two); returns the text and the hotels named."""
+    a = records[0]["name"]
+    if len(records) >= 2 and rng.random() < 0.3:
+        b = records[1]["name"]
+        return rng.choice((f"{a}和{b}都符合您的要求。", f"{a}、{b}都是不错的选择。", f"推荐您去{a}和{b}，都挺好的。",
+                           f"{a}和{b}都挺好的，您看看哪家合适？")), records[:2]
+    return rng.choice((f"推荐您去{a}。", f"为您推荐{a}。", f"建议您去{a}。", f"{a}是一个不错的选择。",
+                       f"推荐您去{a}住宿。", f"没问题，{a}就符合您的要求。", f"{a}挺不错的，推荐您去。")), records[:1]
+
+
+SLOT_QUESTIONS = {
+    "phone": ("电话是多少？", "的电话是多少？", "电话告诉我一下。", "联系电话是多少啊？"),
+    "address": ("地址在哪？", "的地址是在哪啊？", "地址发给我一下。", "在什么位置？"),
+    "price": ("价格是多少呢？", "的价格贵吗？", "多少钱一晚？", "价格多少？"),
+    "rating": ("评分是多少？", "的评分是多少啊？", "评分怎么样？"),
+    "type": ("是什么类型的酒店？", "是什么类型啊？", "属于什么档次？"),
+    "subway": ("附近有地铁站吗？", "离哪个地铁站近？"),
+}
+
+
+def slot_answer(rng: random.Random, h: dict, slot: str) -> str:
+    if slot == "phone":
+        return rng.choice((f"电话是{h['phone']}", f"您记一下，电话是{h['phone']}", f"它的电话是{h['phone']}"))
+    if slot == "address":
+        return rng.choice((f"地址是{h['address']}", f"地址在{h['address']}", f"在{h['address']}"))
+    if slot == "price":
+        if h["price"] is None:
+            return "暂时没有它的价格信息"
+        return rng.choice((f"价格是{h['price']}元", f"每晚{h['price']}元", f"价格是每晚{h['price']}元"))
+    if slot == "rating":
+        return rng.choice((f"评分是{fmt_rating(h['rating'])}分", f"评分{fmt_rating(h['rating'])}分"))
+    if slot == "type":
+        return rng.choice((f"是{h['type']}", f"是{h['type']}酒店", f"这是一家{h['type']}酒店"))
+    if not h.get("subway"):
+        return "没有查到附近的地铁站"
+    return rng.choice((f"最近的地铁站是{h['subway']}", f"离{h['subway']}很近"))
+
+
+def facility_question(rng: random.Random, fs: list[str]) -> str:
+    joined = "和".join(fs)
+    return rng.choice((f"有{joined}吗？", f"提供{joined}吗？", f"这家酒店有没有{joined}？", f"该酒店是否有{joined}？"))
+
+
+def facility_answer(rng: random.Random, h: dict, fs: list[str]) -> str:
+    has = [f for f in fs if f in h["facilities"]]
+    lacks = [f for f in fs if f not in h["facilities"]]
+    if has and lacks:
+        return f"酒店不提供{'和'.join(lacks)}，但提供{'和'.join(has)}"
+    if has:
+        return rng.choice((f"有的，酒店提供{'和'.join(has)}", f"提供{'和'.join(has)}", f"是的，有{'和'.join(has)}"))
+    if len(lacks) > 1:
+        return rng.choice(("抱歉，这两项都没有", f"抱歉，该酒店没有{'和'.join(lacks)}"))
+    return rng.choice((f"抱歉，该酒店没有{lacks[0]}", f"酒店不提供{lacks[0]}"))
+
+
+def ask_about(b: DialogBuilder, h: dict, named: list[dict], first: bool) -> None:
+    """One user question (one or two slots, or facilities) about hotel h, answered from its record."""
+    rng = b.rng
+    if len(named) > 1 and first:
+        ref = rng.choice((f"我觉得{h['name']}比较适合我，", f"就去{h['name']}吧，", f"{h['name']}不错，"))
+        subject = rng.choice(("它家", "这家酒店", ""))
+    else:
+        ref = rng.choice(("", "", "好的，", "行，", "记下了，", "谢谢，"))
+        subject = rng.choice(("这家酒店", "这家酒店", "酒店", "它", h["name"]))
+    if rng.random() < 0.25:
+        pool = [f for f in (h["facilities"] if rng.random() < 0.5 else b.catalogue)
+                if f not in b.args.get("facilities", [])]
+        fs = rng.sample(pool, min(len(pool), rng.choice((1, 1, 2))))
+        if fs:
+            b.user(ref + facility_question(rng, fs))
+            b.assistant(facility_answer(rng, h, fs) + "。")
+            return
+    slots = [s for s in SLOT_QUESTIONS if (h["name"], s) not in b.asked and not (s == "type" and "type" in b.args)]
+    chosen = rng.sample(slots, min(len(slots), rng.choice((1, 1, 1, 2)))) or ["phone"]
+    questions = []
+    for i, s in enumerate(chosen):
+        q = rng.choice(SLOT_QUESTIONS[s])
+        if i > 0 or not subject:
+            q = q.removeprefix("的")
+        questions.append((subject if i == 0 else "") + q)
+    b.user(ref + "".join(questions))
+    b.assistant("，".join(slot_answer(rng, h, s) for s in chosen) + "。")
+    b.asked.update((h["name"], s) for s in chosen)
+
+
+def correct(b: DialogBuilder, args: dict, hotels: list[dict]) -> list[dict] | None:
+    """The guest corrects one constraint of the goal just searched ("不对，要……"); the new search keeps the
+    others. Returns its records, or None (nothing said) when no correction finds hotels."""
+    rng = b.rng
+    stated = [k for k in ("price", "rating", "type") if any(key.startswith(k) for key in args)]
+    for _ in range(4 if stated else 0):
+        h = rng.choice(hotels)
+        kind = rng.choice(stated)
+        made = (_price_goal(rng, h["price"]) if kind == "price" else _rating_goal(rng, h["rating"])
+                if kind == "rating" else ({"type": h["type"]}, h["type"]))
+        if not made:
+            continue
+        new = {k: v for k, v in args.items() if not k.startswith(f"{kind}_range_") and k != kind} | made[0]
+        if new == args or not b.probe(new):
+            continue
+        b.assistant(offer_text(rng, b.records)[0] if b.records else "抱歉，没有找到符合条件的酒店。")
+        b.user(rng.choice(("不对，我要的是{x}的。", "不好意思说错了，要{x}的。", "我改一下，{x}的酒店。",
+                           "不对，要{x}的，麻烦重新找一下。")).format(x=made[1]))
+        return b.search(new)
+    return None
+
+
+def goal_dialog(b: DialogBuilder, hotels: list[dict]) -> None:
+    """One or two goals, each: request -> search -> one or two hotels named -> questions about one."""
+    rng = b.rng
+    for g in range(2 if rng.random() < 0.25 else 1):
+        args, parts = make_goal(rng, hotels)
+        b.user(request_text(rng, parts) if g == 0 else second_request_text(rng, parts))
+        records = b.search(args)
+        if not records:
+            if not b.relax():
+                return
+            records = b.records
+        if rng.random() < 0.12 and (fixed := correct(b, args, hotels)):
+            records = fixed
+        text, named = offer_text(rng, records)
+        b.assistant(text)
+        b.offered = rng.choice(named)
+        for i in range(rng.choice((0, 1, 1, 2, 2))):
+            ask_about(b, b.offered, named, i == 0)

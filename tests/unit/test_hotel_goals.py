@@ -1,0 +1,113 @@
+"""Goal-driven dialogs: every phrase says exactly what its search arguments encode (the annotated data's
+conventions), a second goal carries only its own constraints, a correction keeps the rest, answers are true."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from tunelab.domains.hotel import build_db, connect, search_hotels
+from tunelab.domains.hotel.dialog import DialogBuilder
+from tunelab.domains.hotel.goals import (
+    _price_goal,
+    _rating_goal,
+    facility_answer,
+    goal_dialog,
+    make_goal,
+    request_text,
+)
+from tunelab.domains.hotel.phrasing import cn_number, cn_rating, fmt_rating
+from tunelab.domains.hotel.synth import _load_hotels
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    path = tmp_path_factory.mktemp("goals") / "hotels.db"
+    build_db(path, seed=0, n=200)
+    conn = connect(path)
+    yield conn, _load_hotels(conn)
+    conn.close()
+
+
+def _said(number, text: str) -> bool:
+    forms = {str(number), fmt_rating(number)} if isinstance(number, float) else {str(number), cn_number(number)}
+    if isinstance(number, float):
+        forms.add(cn_rating(number))
+    return any(f in text for f in forms)
+
+
+def test_price_bands_follow_the_annotation():
+    rng = random.Random(0)
+    for price in (90, 150, 300, 399, 650, 999, 1000, 2400):
+        for _ in range(30):
+            made = _price_goal(rng, price)
+            if price < 100:
+                assert made is None
+                continue
+            args, text = made
+            lo, hi = args["price_range_lower"], args.get("price_range_upper")
+            assert lo <= price and (hi is None or price <= hi), (price, args)
+            assert _said(lo, text) and (hi is None or _said(hi, text)), (args, text)
+            assert (hi is None) == any(w in text for w in ("以上", "不低于", "起码")), text
+
+
+def test_ratings_follow_the_annotation():
+    rng = random.Random(0)
+    for rating in (3.9, 4.2, 4.6, 5.0):
+        for _ in range(30):
+            made = _rating_goal(rng, rating)
+            if rating < 4.0 and made is not None:  # only the exact 5分 that guests ask for regardless
+                assert made[0] == {"rating_range_lower": 5.0, "rating_range_upper": 5.0}
+                continue
+            if rating < 4.0:
+                continue
+            args, text = made
+            if "rating_range_upper" in args:  # "5分" is an exact rating: both bounds
+                assert args == {"rating_range_lower": 5.0, "rating_range_upper": 5.0} and "5分" in text
+            else:
+                assert args["rating_range_lower"] <= rating and _said(args["rating_range_lower"], text)
+
+
+def test_a_goal_finds_the_hotel_it_came_from_and_says_every_part(db):
+    conn, hotels = db
+    rng = random.Random(3)
+    for _ in range(200):
+        args, parts = make_goal(rng, hotels)
+        assert search_hotels(conn, args)["records"] or args.get("rating_range_upper") == 5.0, args
+        text = request_text(rng, parts)
+        assert all(p in text for p in parts.values()), (parts, text)
+        assert set(parts) == {("facilities" if k == "facilities" else k.split("_")[0]) for k in args}
+
+
+def test_second_goal_and_correction_searches(db):
+    conn, hotels = db
+    seen_second = seen_correction = 0
+    for seed in range(150):
+        b = DialogBuilder(random.Random(seed), conn, sorted({f for h in hotels for f in h["facilities"]}))
+        goal_dialog(b, hotels)
+        turns = b.turns
+        searches = [i for i, t in enumerate(turns) if t["role"] == "search"]
+        for prev, i in zip(searches, searches[1:]):
+            said = turns[i - 1]["content"]
+            args, before = turns[i]["arguments"], turns[prev]["arguments"]
+            if any(w in said for w in ("不对", "说错", "我改一下")):
+                seen_correction += 1  # one kind replaced, the rest kept
+                kept = {k for k in before if k in args and before[k] == args[k]}
+                assert len(set(before) | set(args)) - len(kept) <= 2, (before, args)
+            elif said.startswith(("再帮我", "我还想", "另外", "好的，再", "我还需要")):
+                seen_second += 1  # only what this turn says
+                if "type" in args:
+                    assert args["type"] in said
+                for key in ("price_range_lower", "price_range_upper", "rating_range_lower"):
+                    if key in args:
+                        assert _said(args[key], said), (args, said)
+    assert seen_second > 10 and seen_correction > 3
+
+
+def test_facility_answers_are_true():
+    rng = random.Random(0)
+    h = {"facilities": ["吹风机", "早餐服务"]}
+    assert facility_answer(rng, h, ["桑拿", "吹风机"]) == "酒店不提供桑拿，但提供吹风机"
+    assert "没有" in facility_answer(rng, h, ["桑拿"]) or "不提供" in facility_answer(rng, h, ["桑拿"])
+    assert "吹风机" in facility_answer(rng, h, ["吹风机"]) and "不" not in facility_answer(rng, h, ["吹风机"])
