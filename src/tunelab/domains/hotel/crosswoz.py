@@ -235,12 +235,12 @@ def _convert(dialog_id: str, dialog: dict, conn, report: dict) -> list[dict]:
         acts = _acts(msg)
         hotel_acts = [a for a in acts if a[1] == DOMAIN]
         goal_id = _turn_goal(msg, prev_state, current, hotel_goals) if hotel_acts else current
+        current = goal_id  # a dropped turn moves the talk to its sub-goal too: follow-ups without acts go there
         prev_state = msg.get("user_state") or prev_state
         reason = "no_reply" if reply is None else _drop_reason(acts, goal_id, near, prev_kept)
         sub = goals.setdefault(goal_id, _SubGoal()) if hotel_acts else None
         args = None
         if reason is None and sub is not None:
-            current = goal_id
             named = None
             for act in hotel_acts:
                 if act[0] == "Inform":
