@@ -38,10 +38,13 @@ def add_hotel_parser(sub) -> None:
     y.add_argument("--out", default="data/hotel")
     y.set_defaults(fn=cmd_synth)
 
-    c = hs.add_parser("import-crosswoz", help="convert hotel-only CrossWOZ dialogs (.json or .zip)")
+    c = hs.add_parser("import-crosswoz", help="convert the hotel part of CrossWOZ dialogs (.json or .zip)")
     c.add_argument("file")
-    c.add_argument("--db", default=None, help="hotel DB for the search records (optional)")
+    c.add_argument("--db", default=None, help="hotel DB for the search records, for real dialogs the one built by "
+                   "`build-db --from-crosswoz hotel_db.json` (without it: empty records)")
     c.add_argument("--out", default="data/hotel/crosswoz.jsonl")
+    c.add_argument("--splits", metavar="DIR", help="write DIR/{train,dev,test}.jsonl split 8:1:1 by dialog "
+                   "instead of --out")
     c.set_defaults(fn=cmd_import)
 
 
@@ -87,12 +90,20 @@ def cmd_synth(args: argparse.Namespace, overrides) -> int:
 
 
 def cmd_import(args: argparse.Namespace, overrides) -> int:
+    from tunelab.domains.data import SPLIT_FILES, write_splits
     from tunelab.domains.hotel import import_dialogs
     from tunelab.utils.io import write_jsonl
-    from tunelab.utils.safety import check_output
+    from tunelab.utils.safety import check_output, prepare_out_dir
 
-    check_output(args.out, [args.file, args.db], "--out")
+    inputs = [p for p in (args.file, args.db) if p]
+    if args.splits:  # before importing: a bad DIR fails at once
+        prepare_out_dir(args.splits, SPLIT_FILES, inputs, "--splits")
+    else:
+        check_output(args.out, inputs, "--out")
     dialogs, report = import_dialogs(args.file, args.db)
-    write_jsonl(args.out, dialogs)
-    print(json.dumps({**report, "out": args.out}, ensure_ascii=False, indent=1, default=str))
+    if args.splits:
+        report["splits"] = write_splits(dialogs, args.splits, inputs=inputs)
+    else:
+        write_jsonl(args.out, dialogs)
+    print(json.dumps({**report, "out": args.splits or args.out}, ensure_ascii=False, indent=1, default=str))
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,14 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ConfigError(f"{where}: {value!r} is not a valid choice{hint}; valid: {', '.join(map(str, choices))}")
         return value
+    if origin in (typing.Union, types.UnionType):  # `str | list[str]`: the first member the value fits
+        for member in typing.get_args(tp):
+            try:
+                return _coerce(value, member, where)
+            except ConfigError:
+                pass
+        names = " or ".join(getattr(m, "__name__", str(m)) for m in typing.get_args(tp))
+        raise ConfigError(f"{where}: expected {names}, got {value!r}")
     if origin is list:
         (item_tp,) = typing.get_args(tp) or (Any,)
         if isinstance(value, str):  # `--method.target_modules=q_proj,v_proj`

@@ -35,8 +35,10 @@ class DataConfig:
     task: Literal["sft", "classify"] = opt("sft", "sft (chat fine-tuning) or classify (`text`/`label` rows from CSV, JSONL or JSON; "
                     "an encoder gets a classification head, a causal LM learns the label as its answer)")
     labels: list[str] = opt([], "classify: the label set in a fixed order; empty: the sorted labels of train_file")
-    train_file: str = opt("", "training data: JSONL/JSON file (or a `datasets` directory)")
-    dev_file: str = opt("", "optional development data, same formats; dev loss is logged at eval steps")
+    train_file: str | list[str] = opt("", "training data: JSONL/JSON file (or a `datasets` directory), or a list of "
+                                      "them whose rows are concatenated (sft), e.g. synthetic + real dialogs")
+    dev_file: str | list[str] = opt("", "optional development data, same formats (a list: rows concatenated; task "
+                                    "metrics on the first file, whose database is data.db); dev loss at eval steps")
     format: Literal["auto", "hotel", "turns", "messages", "alpaca", "prompt_completion"] = opt(
         "auto", "auto, hotel, turns, messages, alpaca or prompt_completion (auto: sniffed per file)"
     )

@@ -63,14 +63,18 @@ def _code_hash() -> str:
     return h.hexdigest()
 
 
-def cache_key(path: str | Path, tokenizer, template_name: str, system_prompt: str, max_length: int,
+def cache_key(path: str | Path | list, tokenizer, template_name: str, system_prompt: str, max_length: int,
               **extra: Any) -> str:
     """A sha256 hex key that changes when the input bytes, tokenizer, template, system prompt,
     max_length, any `extra` setting (JSON-able: format, skip_invalid, ...) or the data code change."""
     h = hashlib.sha256()
-    if not Path(path).exists():
-        raise DataError(f"{path}: data file not found")
-    _hash_path(h, Path(path))
+    paths = [path] if isinstance(path, (str, Path)) else list(path)  # a list: its files' bytes in order
+    for i, p in enumerate(paths):
+        if not Path(p).exists():
+            raise DataError(f"{p}: data file not found")
+        if i:
+            h.update(b"\0next file\0")  # two files never hash like their concatenation in one
+        _hash_path(h, Path(p))
     meta = {"v": CACHE_VERSION, "tokenizer": tokenizer_identity(tokenizer), "template": template_name,
             "system_prompt": system_prompt, "max_length": max_length, "extra": extra, "code": _code_hash()}
     h.update(json.dumps(meta, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8"))

@@ -26,13 +26,34 @@ class DatasetStats:
                 f"dropped too long {self.too_long}, skipped invalid {self.skipped_invalid}")
 
 
-def read_data(path: str, cfg: DataConfig) -> tuple[list[Conversation], int]:
-    """Parse and check every row (cheap: no tokenizer), so bad data fails before a model loads."""
-    return read_conversations(path, cfg.format, cfg.skip_invalid, cfg.max_samples)
+def data_files(value: str | list[str]) -> list[str]:
+    """data.train_file / dev_file as a list of paths: a string is one file, "" none."""
+    if isinstance(value, str):
+        return [value] if value else []
+    return list(value)
+
+
+def data_name(value: str | list[str]) -> str:
+    """The file, or the files joined with ' + ', for messages."""
+    return " + ".join(data_files(value)) or "''"
+
+
+def read_data(path: str | list[str], cfg: DataConfig) -> tuple[list[Conversation], int]:
+    """Parse and check every row (cheap: no tokenizer), so bad data fails before a model loads. A list of
+    files is read in order and its rows concatenated; data.max_samples caps the total."""
+    convs, skipped = [], 0
+    for file in data_files(path):
+        left = cfg.max_samples - len(convs) if cfg.max_samples else 0
+        if cfg.max_samples and left <= 0:
+            break
+        rows, bad = read_conversations(file, cfg.format, cfg.skip_invalid, left)
+        convs += rows
+        skipped += bad
+    return convs, skipped
 
 
 def encode_rows(
-    path: str, data: tuple[list[Conversation], int], cfg: DataConfig, renderer: Renderer
+    path: str | list[str], data: tuple[list[Conversation], int], cfg: DataConfig, renderer: Renderer
 ) -> tuple[list[dict], DatasetStats]:
     convs, skipped = data
     stats = DatasetStats(skipped_invalid=skipped)
@@ -52,5 +73,5 @@ def encode_rows(
         rows.append(row)
     stats.conversations = len(rows)
     if not rows:
-        raise DataError(f"{path}: no conversation fits data.max_length={cfg.max_length}")
+        raise DataError(f"{data_name(path)}: no conversation fits data.max_length={cfg.max_length}")
     return rows, stats

@@ -12,6 +12,7 @@ import tunelab.utils.offline  # noqa: F401
 from tunelab.config import Config, load_config
 from tunelab.config.run_dir import RunDir
 from tunelab.data.collate import PackCollator, PadCollator
+from tunelab.data.dataset import data_files
 from tunelab.methods import parameter_report
 from tunelab.models.attention import packed_attention
 from tunelab.models.weights import weight_checksums
@@ -68,7 +69,7 @@ def _training_args(cfg: Config, device: str, has_dev: bool, method_overrides: di
 
 def run_inputs(cfg: Config) -> list[str]:
     """The files a training job reads: its output may be none of them, nor hold them."""
-    return [p for p in (cfg.data.train_file, cfg.data.dev_file, cfg.data.db) if p]
+    return [*data_files(cfg.data.train_file), *data_files(cfg.data.dev_file), *([cfg.data.db] if cfg.data.db else [])]
 
 
 def train(cfg: Config | dict | str) -> dict:

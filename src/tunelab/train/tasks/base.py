@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from tunelab.config import Config
 from tunelab.data.cache import cache_key, load_or_build
-from tunelab.data.dataset import encode_rows
+from tunelab.data.dataset import data_name, encode_rows
 from tunelab.data.render import Renderer
 from tunelab.data.template import ChatTemplate, get_template
 from tunelab.methods import Method, TrainContext, get_method
@@ -83,7 +83,7 @@ def apply_method(cfg: Config, method: Method, model, device: str):
     return method.apply(model, cfg.method, TrainContext(device, cfg.train.max_steps))
 
 
-def tokenized(path: str, data, data_cfg, renderer: Renderer):
+def tokenized(path: str | list[str], data, data_cfg, renderer: Renderer):
     """Rendered rows, from the tokenization cache when the same inputs were rendered before."""
     def build():
         return encode_rows(path, data, data_cfg, renderer)
@@ -95,7 +95,7 @@ def tokenized(path: str, data, data_cfg, renderer: Renderer):
                     skip_invalid=data_cfg.skip_invalid, max_samples=data_cfg.max_samples)
     rows, stats, hit, saved = load_or_build(key, build, cache_dir() / "datasets")
     if hit:
-        log.info(f"{path}: tokenized rows from the cache ({saved:.1f} s of tokenization saved)")
+        log.info(f"{data_name(path)}: tokenized rows from the cache ({saved:.1f} s of tokenization saved)")
     return rows, stats
 
 

@@ -191,6 +191,10 @@ def _evaluate(run_dir: Path, golds: list[str], preds: list[str], labels: list[st
 
 def _labels(cfg: Config):
     """(train pairs, dev pairs, label list), every row and label checked."""
+    for key in ("train_file", "dev_file"):
+        if not isinstance(getattr(cfg.data, key), str):
+            raise ConfigError(f"data.{key} {getattr(cfg.data, key)!r}: task classify reads one file; a list of files "
+                              "is for task sft")
     train_pairs = read_labeled(cfg.data.train_file)
     if cfg.data.max_samples:
         train_pairs = train_pairs[:cfg.data.max_samples]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tunelab.config import Config
-from tunelab.data.dataset import read_data
+from tunelab.data.dataset import data_files, read_data
 from tunelab.train.tasks.base import Prepared, Task, apply_method, dev_config, load_causal, register_task, tokenized
 from tunelab.utils.log import log
 
@@ -38,7 +38,8 @@ def evaluate(cfg: Config, prepared: Prepared, run_dir: Path) -> dict | None:
     engine = load_engine(run_dir, trust_remote_code=cfg.model.trust_remote_code) if prepared.frozen_bf16 else ChatEngine(
         prepared.model, prepared.tokenizer, prepared.template, cfg.data.system_prompt, domain=cfg.data.domain,
         db=str(Path(cfg.data.db).resolve()) if cfg.data.db else "")
-    return evaluate_run(run_dir, cfg.data.dev_file, limit=cfg.eval.dev_items, batch_size=cfg.eval.batch_size,
+    # a list's first file is the one data.db answers for (real rows of a mix come from their own DB)
+    return evaluate_run(run_dir, data_files(cfg.data.dev_file)[0], limit=cfg.eval.dev_items, batch_size=cfg.eval.batch_size,
                         max_new_tokens=cfg.eval.max_new_tokens, db=cfg.data.db or None, engine=engine,
                         decode=cfg.eval.decode)
 
