@@ -9,7 +9,7 @@ import pytest
 
 from tunelab.data.schema import Turn
 from tunelab.domains.hotel.facts import reply_facts
-from tunelab.evaluate.analysis import analyze, item_errors, near_miss, range_pairs, slot_errors, worst
+from tunelab.evaluate.analysis import analyze, near_miss, range_pairs, slot_errors, worst
 from tunelab.evaluate.compare import analysis_markdown, compare
 from tunelab.evaluate.job import context_of, score_predictions
 from tunelab.evaluate.parse import read_predictions

@@ -34,10 +34,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Callable, Iterable
 
-from tunelab.evaluate.metrics import _bleu_one
+from tunelab.evaluate.metrics import _bleu_one  # the per-item BLEU-4 that bleu4 averages (same package)
 from tunelab.evaluate.parse import ASSISTANT, is_call, parse_rendered
 
-ReplyFacts = Callable[[str, Any, str], "dict[str, tuple[int, int]]"]  # (reply, records, user) -> kind: counts
+ReplyFacts = Callable[[str, list, str], "dict[str, tuple[int, int]]"]  # Domain.reply_facts
 SLOT_COLUMNS = ("missed", "extra", "wrong", "near_miss", "correct")
 CONFUSIONS = ("call_as_reply", "reply_as_call", "call_as_other_call", "call_unparseable", "call_as_none",
               "reply_as_none")

@@ -66,8 +66,8 @@ def worst_section(rows: list[dict], per_item: list[dict], n: int = 20) -> str:
     """The n worst items with their context: role confusion first, then most errors, then lowest BLEU-4."""
     picked = worst(rows, per_item, n)
     n_wrong = sum(r["label"] != r["predict"] for r in rows)
-    parts = [f"## The {len(picked)} worst items ({n_wrong} of {len(rows)} predictions differ from the gold "
-             "turn; role confusions first, then most slot errors or unsupported facts, then lowest BLEU-4)"]
+    parts = [(f"## The {len(picked)} worst items ({n_wrong} of {len(rows)} predictions differ from the gold "
+              "turn; role confusions first, then most slot errors or unsupported facts, then lowest BLEU-4)")]
     for r, e in picked:
         user = f"user:    {_quote(r['user'])}\n" if r.get("user") else ""
         parts.append(f"`{r.get('source', '')}`: {why(e)}\n\n```\n{user}gold:    {_quote(r['label'])}\n"

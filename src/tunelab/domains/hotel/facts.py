@@ -17,7 +17,6 @@ found in the reply's text by their shape:
 from __future__ import annotations
 
 import re
-from typing import Callable
 
 _SUFFIX = r"(?:大酒店|酒店|宾馆|饭店|旅馆|旅店|客栈|公寓|招待所)"
 _PLAIN = re.compile(rf"北京([\w·&\-]{{1,12}}?){_SUFFIX}(?![(（])")
@@ -28,17 +27,12 @@ _PHONE = re.compile(r"(?<!\d)(?:0\d{2,3}-?\d{7,8}|1[3-9]\d{9})(?!\d)")
 _ADDRESS = re.compile(r"区([^\s，。、；：！？,.;:!?()（）]{1,30}?\d+号)")
 
 
-def _spans(text: str) -> list[tuple[str, Callable[[str], bool]]]:
-    """(span, test whether another text names the same hotel) for every name-shaped span of text."""
-    out = []
-    for m in _BRANCH.finditer(text):
-        tail, branch = m.group(1), m.group(2)
-        out.append((m.group(0), lambda t, tail=tail, branch=branch: re.search(
-            re.escape(tail) + r"[(（]" + re.escape(branch) + r"[)）]", t) is not None))
+def _spans(text: str) -> list[re.Pattern]:
+    """For every name-shaped span of text, a pattern that finds the same hotel's name in another text."""
+    out = [re.compile(re.escape(m.group(1)) + r"[(（]" + re.escape(m.group(2)) + r"[)）]")
+           for m in _BRANCH.finditer(text)]
     text = _BRANCH.sub("，", text)  # a branch's own 北京 is no plain name
-    for m in _PLAIN.finditer(text):
-        if not _NOT_A_NAME.search(m.group(1)):
-            out.append((m.group(0), lambda t, span=m.group(0): span in t))
+    out += [re.compile(re.escape(m.group(0))) for m in _PLAIN.finditer(text) if not _NOT_A_NAME.search(m.group(1))]
     return out
 
 
@@ -50,11 +44,11 @@ def _names(reply: str, records: list[dict], user: str) -> tuple[int, int]:
         if name in text:
             stated += 1
             text = text.replace(name, "，")
-    for _, same in _spans(text):
-        if same(user):
+    for span in _spans(text):
+        if span.search(user):
             continue  # the user's own words repeated ("没有查到X"): no fact stated
         stated += 1
-        unsupported += not any(same(n) for n in names)
+        unsupported += not any(span.search(n) for n in names)
     return stated, unsupported
 
 
