@@ -106,6 +106,10 @@ def test_evaluate_writes_predictions_metrics_report(run, sample_path, tmp_path):
     assert m["n_items"] == 5 and 0 <= m["slot_f1"] <= 100 and m["items_per_s"] > 0
     assert "| slot F1 |" in (tmp_path / "ev" / "report.md").read_text()
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["n_search"] >= 1
+    # the error analysis: each row keeps its context, metrics.json and report.md carry the analysis
+    assert rows[0]["user"] and "records" in rows[0] and any(r["records"] for r in rows)
+    assert set(m["analysis"]) >= {"roles", "slots", "swaps", "replies"}
+    assert "## Error analysis" in (tmp_path / "ev" / "report.md").read_text()
 
 
 def test_time_budget_schedule_decays_lr_over_time(tiny_llama, sample_path, tmp_path):

@@ -79,13 +79,16 @@ def test_slot_counts_cases():
     assert slot_counts({"type": "舒适型", "facilities": ["暖气", "泳池"], "price_max": 300}, gold) == (2, 4, 3)
     # wrong value, missing key
     assert slot_counts({"type": "豪华型"}, gold) == (0, 1, 3)
-    # predicted scalar vs gold list: `in`; predicted list vs gold scalar: `==` per element
-    assert slot_counts({"facilities": "wifi"}, gold) == (1, 1, 3)
+    # reference definition: a predicted scalar against a gold list is wrong (`==`, not `in`)
+    assert slot_counts({"facilities": "wifi"}, gold) == (0, 1, 3)
+    # a predicted list element against a gold scalar: `==` per element, never a substring test
     assert slot_counts({"type": ["舒适型", "豪华型"]}, gold) == (1, 2, 3)
-    # null is a scalar slot, correct only against a gold null under the same key
-    assert slot_counts({"rating": None}, {"rating": None}) == (1, 1, 1)
+    assert slot_counts({"type": ["舒适"]}, gold) == (0, 1, 3)
+    # null counts as a predicted slot and is never correct, even against a gold null
+    assert slot_counts({"rating": None}, {"rating": None}) == (0, 1, 1)
     assert slot_counts({"rating": None}, {"rating": 4}) == (0, 1, 1)
     assert slot_counts({"rating": None}, {}) == (0, 1, 0)
+    assert slot_counts({"facilities": [None, "wifi"]}, {"facilities": [None, "wifi"]}) == (1, 2, 2)
     # unparseable / non-dict arguments predict nothing
     assert slot_counts(None, gold) == (0, 0, 3)
     assert slot_counts(["暖气"], gold) == (0, 0, 3)
@@ -101,7 +104,7 @@ def test_slot_prf_by_hand():
              S({"type": "舒适型", "facilities": ["暖气", "泳池"], "price_max": 300})),
         # wrong value + missing key: correct 0, pred 1, gold 2
         item(S({"name": "如家", "price_min": 100}), S({"name": "汉庭"})),
-        # scalar vs gold list, null vs null: correct 2, pred 2, gold 2
+        # scalar vs gold list, null vs null: both wrong (reference definition): correct 0, pred 2, gold 2
         item(S({"facilities": ["wifi"], "rating": None}), S({"facilities": "wifi", "rating": None})),
         # reply where a search was due: pred 0, gold 1
         item(S({"type": "豪华型"}), A("好的")),
@@ -109,9 +112,9 @@ def test_slot_prf_by_hand():
         item(A("您好"), S({"type": "豪华型", "name": "x"})),
     ]
     r = slot_prf(items)
-    assert r["slot_p"] == pytest.approx(100 * 4 / 7)
-    assert r["slot_r"] == pytest.approx(100 * 4 / 8)
-    assert r["slot_f1"] == pytest.approx(100 * 8 / 15)  # 2*(4/7)*(1/2) / (4/7 + 1/2)
+    assert r["slot_p"] == pytest.approx(100 * 2 / 7)
+    assert r["slot_r"] == pytest.approx(100 * 2 / 8)
+    assert r["slot_f1"] == pytest.approx(100 * 4 / 15)  # 2*(2/7)*(1/4) / (2/7 + 1/4)
 
 
 def test_slot_prf_malformed_predictions():

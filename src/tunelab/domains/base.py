@@ -28,6 +28,9 @@ class Domain:
     example: str = ""  # an example request (web page placeholder)
     generate: Callable[[int, int, str], list[dict]] | None = None  # (n, seed, resource) -> dialog rows
     extra_metrics: Callable[[list[dict]], dict] | None = None  # scored items -> extra metrics, in percent
+    # (reply, records of the context's last tool result ([] if none), last user turn) -> {fact kind:
+    # (n_stated, n_unsupported)}: evaluate's error analysis of replies; None = not analysed
+    reply_facts: Callable[[str, list, str], dict[str, tuple[int, int]]] | None = None
 
     # ---------------------------------------------------------------- evaluation rendering of tool turns
     # A tool call renders as `<prefix>:\n<json arguments>`, the prefix being the tool's name unless the

@@ -1,4 +1,5 @@
-"""`tunelab compare RUN_DIR...`: one table across runs, in the reference's columns, plus a bar chart."""
+"""`tunelab compare RUN_DIR...`: one table across runs, in the reference's columns, their error analyses side
+by side, plus a bar chart."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 from pathlib import Path
 
 from tunelab.config.run_dir import RunDir
+from tunelab.evaluate.analysis import CONFUSIONS
 from tunelab.utils.io import atomic_path, write_text
 from tunelab.utils.safety import check_output
 
@@ -25,7 +27,8 @@ def collect(run_dirs: list[str], eval_name: str | None = None) -> list[dict]:
                      "bleu-4": m.get("bleu-4"), "slot_p": m.get("slot_p"), "slot_r": m.get("slot_r"),
                      "slot_f1": m.get("slot_f1"), "role_accuracy": m.get("role_accuracy"),
                      "trainable_params": run.get("trainable_params"), "train_time_s": run.get("train_time_s"),
-                     "peak_rss_mb": run.get("peak_rss_mb"), "dev_loss": run.get("dev_loss")})
+                     "peak_rss_mb": run.get("peak_rss_mb"), "dev_loss": run.get("dev_loss"),
+                     "analysis": m.get("analysis")})
     return rows
 
 
@@ -67,9 +70,49 @@ def bar_chart(rows: list[dict], path: Path) -> Path:
     return path
 
 
+def _slot_cell(a: dict | None, slot: str) -> str:
+    if a is None:
+        return "-"
+    c = a["slots"].get(slot)
+    return "/".join(str(c[k]) for k in ("missed", "extra", "wrong", "near_miss")) if c else "0/0/0/0"
+
+
+def _facts_cell(a: dict, kind: str) -> str:
+    f = a["replies"]["predicted"]["facts"].get(kind, {})
+    return f"{f.get('unsupported', 0)} of {f.get('stated', 0)}"
+
+
+def analysis_markdown(rows: list[dict]) -> str:
+    """The error analyses of the runs side by side: role confusions, range swaps and reply facts (one row
+    each, a column per run), then slot errors per slot name as missed/extra/wrong/near-miss per run. ''
+    when no run's metrics.json has an analysis (older evaluations)."""
+    runs = [(r["run"], r.get("analysis")) for r in rows]
+    if not any(a for _, a in runs):
+        return ""
+    head = "| | " + " | ".join(name for name, _ in runs) + " |\n|---|" + "---|" * len(runs)
+
+    def line(label: str, value) -> str:
+        return f"| {label} | " + " | ".join("-" if a is None else str(value(a)) for _, a in runs) + " |"
+
+    known = [a for _, a in runs if a]
+    stems = sorted({s for a in known for s in a["swaps"]})
+    kinds = sorted({k for a in known for k in a["replies"]["predicted"]["facts"]})
+    lines = ["## Error analysis", "", head]
+    lines += [line(f"role: {k.replace('_', ' ')}", lambda a, k=k: a["roles"].get(k, 0)) for k in CONFUSIONS]
+    lines += [line(f"swap: {s}", lambda a, s=s: a["swaps"].get(s, 0)) for s in stems]
+    lines.append(line("replies with an unsupported fact", lambda a: a["replies"]["predicted"]["replies_with_unsupported"]))
+    lines.append(line("invented replies (facts after empty records)", lambda a: a["replies"]["predicted"]["invented"]))
+    lines += [line(f"{k}: unsupported of stated", lambda a, k=k: _facts_cell(a, k)) for k in kinds]
+    slots = sorted({s for a in known for s in a["slots"]})
+    if slots:
+        lines += ["", "Slot errors, missed/extra/wrong/near-miss (lists compare as sets):", "", head]
+        lines += [f"| {s} | " + " | ".join(_slot_cell(a, s) for _, a in runs) + " |" for s in slots]
+    return "\n".join(lines)
+
+
 def compare(run_dirs: list[str], out: str | None = None, eval_name: str | None = None) -> str:
     rows = collect(run_dirs, eval_name)
-    table = markdown(rows)
+    table = "\n\n".join(filter(None, [markdown(rows), analysis_markdown(rows)]))
     if out:
         out_path = check_output(out, run_dirs, "--out")
         write_text(out_path.with_suffix(".md"), table + "\n")

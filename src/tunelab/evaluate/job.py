@@ -1,7 +1,8 @@
 """`tunelab evaluate`: generate the next turn for every target turn of a data file and score it.
 
 Every assistant or tool-call turn of every conversation becomes one item: its context and the gold
-turn. Writes predictions.jsonl ({"label", "predict"} rendered turns), metrics.json and report.md.
+turn. Writes predictions.jsonl ({"label", "predict"} rendered turns, with "source" and the context's
+last user turn and tool result records for the error analysis), metrics.json and report.md.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from tunelab.config.run_dir import check_db
 from tunelab.data.readers import read_conversations
 from tunelab.data.schema import Conversation, Turn
 from tunelab.domains import domain_of_tool, get_domain
+from tunelab.evaluate.analysis import analyze
 from tunelab.evaluate.metrics import score_items
 from tunelab.evaluate.report import write_report
 from tunelab.infer.batch import generate_batch
@@ -51,6 +53,14 @@ def eval_items(convs: list[Conversation]) -> list[tuple[list[Turn], Turn, str]]:
     return items
 
 
+def context_of(context: list[Turn]) -> dict:
+    """What the error analysis reads of an item's context: the last user turn ("user", "" when none) and
+    the records of the last tool result ("records", None when there was none)."""
+    user = next((t.content for t in reversed(context) if t.role == "user"), "")
+    records = next((t.records for t in reversed(context) if t.role == "tool_result"), None)
+    return {"user": user, "records": records}
+
+
 def tool_runner(domain: str, resource: str | None) -> Callable | None:
     """run_tool for tool execution match: (prefix, arguments) -> the results' identities (the domain's
     record_key, e.g. hotel names), None when the call is invalid. None when there is no domain, or its
@@ -76,14 +86,20 @@ def tool_runner(domain: str, resource: str | None) -> Callable | None:
 
 
 def score(rows: list[dict], domain: str, resource: str | None) -> dict:
-    """The metrics of rendered rows, tool execution match when the domain's tools can run, and the domain's
-    own extra metrics."""
+    """The metrics of rendered rows, tool execution match when the domain's tools can run, the domain's
+    own extra metrics, and the error analysis ("analysis", see tunelab.evaluate.analysis)."""
+    return score_and_analyze(rows, domain, resource)[0]
+
+
+def score_and_analyze(rows: list[dict], domain: str, resource: str | None) -> tuple[dict, list[dict]]:
+    """(metrics as `score` returns them, the item_errors of every row for the report's worst items)."""
     metrics = score_items(rows, tool_runner(domain, resource))
     plugin = get_domain(domain)
     if plugin is not None and plugin.extra_metrics is not None:
         extra = plugin.extra_metrics(rows)
         metrics.update(extra, domain_metrics=sorted(extra))
-    return metrics
+    metrics["analysis"], per_item = analyze(rows, plugin.reply_facts if plugin is not None else None)
+    return metrics, per_item
 
 
 def score_predictions(path: str | Path, domain: str = "", db: str | None = None) -> dict:
@@ -132,17 +148,18 @@ def evaluate(run_dir: str | Path, data_file: str | Path, limit: int = 0, out_dir
     else:
         preds, speed = generate_batch(engine, [c for c, _, _ in items], opts, batch_size=batch_size)
     domain = getattr(engine, "domain", "")
-    rows = [{"label": render(gold, domain), "predict": render(pred, domain), "source": src}
-            for (_, gold, src), pred in zip(items, preds)]
+    rows = [{"label": render(gold, domain), "predict": render(pred, domain), "source": src, **context_of(ctx)}
+            for (ctx, gold, src), pred in zip(items, preds)]
     resource = db or getattr(engine, "db", "")
     if resource and not Path(resource).is_file():
         log.warning(f"the run's database {resource} is missing: no tool execution metric (pass --db PATH)")
-    metrics = {**score(rows, domain, resource), **speed, "data_file": str(data_file),
+    scored, per_item = score_and_analyze(rows, domain, resource)
+    metrics = {**scored, **speed, "data_file": str(data_file),
                "run_dir": str(run_dir), "eval_time_s": round(time.time() - start, 1)}
     try:
         write_jsonl(out / "predictions.jsonl", rows)
         write_json(out / "metrics.json", metrics)
-        write_report(out / "report.md", metrics, rows)
+        write_report(out / "report.md", metrics, rows, per_item)
     except OSError as e:
         raise ConfigError(f"--out {out}: cannot write the evaluation ({e.strerror or e})") from None
     log.info(f"evaluation written to {out}")

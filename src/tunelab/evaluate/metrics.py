@@ -62,24 +62,26 @@ def _n_slots(args: Any) -> int:
     return sum(len(v) if isinstance(v, list) else 1 for v in args.values())
 
 
-def _match(pred_value: Any, gold_value: Any) -> bool:
-    """A predicted scalar (or one predicted list element) against the gold value of its key."""
-    if isinstance(gold_value, list):
-        return pred_value in gold_value
-    return pred_value == gold_value
+def _element_correct(value: Any, gold_value: Any) -> bool:
+    """One predicted list element against the gold value of its key: `in` a gold list, `==` a gold scalar
+    (not `in`: on a str that would be a substring test); a null is never correct."""
+    if value is None:
+        return False
+    return value in gold_value if isinstance(gold_value, list) else value == gold_value
 
 
 def slot_counts(pred_args: Any, gold_args: Any) -> tuple[int, int, int]:
-    """`(correct, n_pred, n_gold)` slot counts of one predicted arguments dict against the gold one.
+    """`(correct, n_pred, n_gold)` slot counts of one predicted arguments dict against the gold one,
+    as the reference defines them (DESIGN.md, "Evaluation").
 
-    - A scalar value is one slot; a list is one slot per element (an empty list is no slot).
-      n_pred and n_gold count the predicted and gold dicts this way.
-    - A predicted scalar is correct when it `==` the gold value of the same key; a predicted list
-      element is correct when it is `in` the gold list of the same key. A key missing from gold
-      makes all its predicted slots wrong.
-    - Mixed shapes: a predicted scalar against a gold list is correct when it is `in` that list; a
-      predicted list element against a gold scalar is correct when it `==` that scalar.
-    - None (JSON null) is an ordinary scalar slot: correct only if gold has the same key with None.
+    - A scalar value is one slot; a list is one slot per element (an empty list is no slot); every key
+      counts, a null value too. n_pred and n_gold count the predicted and gold dicts this way.
+    - A predicted scalar is correct only when it `==` the gold value of the same key, so a scalar
+      against a gold list is wrong.
+    - A predicted list element is correct when it is `in` the gold list of the same key; against a
+      gold scalar, only when it `==` that scalar (`in` on a str would be a substring test).
+    - A null (None) predicted value, scalar or element, is never correct, but counts as predicted.
+    - A key missing from gold makes all its predicted slots wrong.
     - Duplicates in a predicted list each count (reference definition), so with duplicates
       `correct` may exceed `n_gold`.
     - Arguments that are not a dict (None from an unparseable prediction) count as no slots.
@@ -93,8 +95,10 @@ def slot_counts(pred_args: Any, gold_args: Any) -> tuple[int, int, int]:
         if key not in gold_args:
             continue
         gold_value = gold_args[key]
-        values = value if isinstance(value, list) else [value]
-        correct += sum(1 for v in values if _match(v, gold_value))
+        if isinstance(value, list):
+            correct += sum(1 for v in value if _element_correct(v, gold_value))
+        elif value is not None and value == gold_value:
+            correct += 1
     return correct, n_pred, n_gold
 
 

@@ -22,6 +22,7 @@ ASSISTANT = "assistant"
 SEARCH = "search"
 
 _ASSISTANT_PREFIX = "assistant:"
+OPTIONAL_KEYS = ("source", "user", "records")  # written by `tunelab evaluate` for the error analysis
 _PREFIX = re.compile(r"([A-Za-z_][A-Za-z0-9_]*):")  # a tool call's prefix
 
 
@@ -75,7 +76,8 @@ def read_predictions(path: str | Path) -> list[dict]:
 
     A `null` predict is read as an empty prediction (""). A line that is not valid JSON, not an
     object, lacks a key, or has a non-string label / non-string non-null predict raises DataError
-    `path:line: reason`.
+    `path:line: reason`. The optional keys `tunelab evaluate` adds for the error analysis ("source",
+    "user": strings or null; "records": any JSON) are kept when present; older files lack them.
     """
     try:
         lines = Path(path).read_text(encoding="utf-8").split("\n")  # not splitlines: U+2028 may sit inside a JSON string
@@ -101,5 +103,11 @@ def read_predictions(path: str | Path) -> list[dict]:
         for key, value in (("label", label), ("predict", predict)):
             if not isinstance(value, str):
                 raise DataError(f"{where}: {key!r} must be a string, got {type(value).__name__}")
-        items.append({"label": label, "predict": predict})
+        item = {"label": label, "predict": predict}
+        for key in OPTIONAL_KEYS:
+            if key in row:
+                if key != "records" and row[key] is not None and not isinstance(row[key], str):
+                    raise DataError(f"{where}: {key!r} must be a string or null, got {type(row[key]).__name__}")
+                item[key] = row[key]
+        items.append(item)
     return items

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from tunelab.domains.base import Domain, Tool, register_domain
 from tunelab.domains.hotel.db import connect
+from tunelab.domains.hotel.facts import reply_facts
 from tunelab.domains.hotel.synth import synthesize
 from tunelab.domains.hotel.tool import TOOL_SPEC, search_hotels
 from tunelab.utils.errors import ConfigError
@@ -37,4 +38,5 @@ HOTEL = register_domain(Domain(
     eval_prefixes={"search_hotels": "search"},  # the reference table's rendered form
     example="想住经济型的，500块以内",
     generate=generate,
+    reply_facts=reply_facts,  # evaluate's error analysis: reply facts against the search results
 ))
