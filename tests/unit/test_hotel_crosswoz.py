@@ -246,3 +246,23 @@ def test_records_put_the_hotels_the_reply_names_first(tmp_path):
     records = [r["name"] for t in dialogs[0]["dialog"] if t["role"] == "return" for r in t["records"]]
     assert records == [ranked[6], ranked[4], ranked[0]]  # named (matching) first, then the search's best
     assert report["counts"]["named_not_in_search"] == 1 and other not in records
+
+
+def test_only_a_turn_that_states_a_constraint_searches_by_constraints(tmp_path):
+    build_db(tmp_path / "h.db", n=200)
+    top = search_hotels(connect(tmp_path / "h.db"), {"type": "经济型"})["records"][0]["name"]
+    dialogs, report = convert(tmp_path, GOAL2, [
+        usr("经济型的。", [["Inform", "酒店", "酒店类型", "经济型"]], [(1, "酒店类型")]), sys("甲。", [top]),
+        # names the hotel and checks a facility of the goal on it: answered from the records
+        usr(f"{top}有会议室吗？", [["Inform", "酒店", "名称", top], ["Inform", "酒店", "酒店设施-会议室", "是"]]),
+        sys("有。"),
+        usr("地址呢？", [["Request", "酒店", "地址", ""]]), sys("某路。"),
+        # dropped (周边), and it named a hotel: the plain question after it has no search to stand on
+        usr("北京饭店周边有什么景点？", [["Inform", "酒店", "名称", "北京饭店"], ["Request", "酒店", "周边景点", ""]]),
+        sys("有丁。"),
+        usr("价格呢？", [["Request", "酒店", "价格", ""]]), sys("500元。"),
+    ], tmp_path / "h.db")
+    assert searches(dialogs) == [{"type": "经济型"}]
+    user_turns = [t["content"] for t in dialogs[0]["dialog"] if t["role"] == "user"]
+    assert user_turns == ["经济型的。", f"{top}有会议室吗？", "地址呢？"]
+    assert report["dropped_turns"] == {"unservable_request": 1, "no_search_before": 1}

@@ -141,15 +141,18 @@ class _SubGoal:
     def constraints(self) -> dict:
         return {k: self.args[k] for k in VALID_KEYS if k in self.args}
 
-    def next_search(self, named: str | None, report: dict) -> dict | None:
-        """The arguments of the search this turn calls for, or None when the last records still answer it."""
+    def next_search(self, named: str | None, stated: bool, report: dict) -> dict | None:
+        """The arguments of the search this turn calls for, or None when the last records still answer it.
+        Only a turn that states a constraint (`stated`) searches by constraints: a turn that just asks about
+        the hotel never does, even when the annotation's constraints changed in a turn that was dropped."""
         if named and named != self.last_name:
             self.last_name = named
             if self.records and named in [r["name"] for r in self.records]:
                 report["counts"]["name_already_in_records"] += 1
+                self.last_searched = self.constraints()  # what the turn stated is checked on the named hotel
                 return None
             return {"name": named}
-        if self.constraints() and (self.constraints() != self.last_searched or self.records is None):
+        if stated and self.constraints() and (self.constraints() != self.last_searched or self.records is None):
             self.last_searched, self.last_name = self.constraints(), None
             return self.constraints()
         return None
@@ -245,7 +248,8 @@ def _convert(dialog_id: str, dialog: dict, conn, report: dict) -> list[dict]:
             for act in hotel_acts:
                 if act[0] == "Inform":
                     named = sub.inform(act[2], act[3], report) or named
-            args = sub.next_search(named, report)
+            stated = any(a[0] == "Inform" and a[2] != "名称" for a in hotel_acts)
+            args = sub.next_search(named, stated, report)
             if args is None and sub.records is None:
                 reason = "no_search_before"
         if reason is not None:
