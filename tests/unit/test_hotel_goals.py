@@ -80,9 +80,9 @@ def test_a_goal_finds_the_hotel_it_came_from_and_says_every_part(db):
         assert set(parts) == {("facilities" if k == "facilities" else k.split("_")[0]) for k in args}
 
 
-def test_second_goal_and_correction_searches(db):
+def test_later_searches_second_goal_name_correction_added_constraint(db):
     conn, hotels = db
-    seen_second = seen_correction = 0
+    seen_second = seen_correction = seen_added = seen_name = 0
     for seed in range(150):
         b = DialogBuilder(random.Random(seed), conn, sorted({f for h in hotels for f in h["facilities"]}))
         goal_dialog(b, hotels)
@@ -95,6 +95,14 @@ def test_second_goal_and_correction_searches(db):
                 seen_correction += 1  # one kind replaced, the rest kept
                 kept = {k for k in before if k in args and before[k] == args[k]}
                 assert len(set(before) | set(args)) - len(kept) <= 2, (before, args)
+            elif said.startswith(("哪一家有", "还要", "要是能", "最好还有", "我希望", "最好")):
+                seen_added += 1  # the goal's constraints carried, one added
+                assert all(args.get(k) == v for k, v in before.items() if k != "facilities"), (before, args)
+                assert set(before.get("facilities", [])) <= set(args.get("facilities", [])), (before, args)
+                assert len(args) + len(args.get("facilities", [])) > len(before) + len(before.get("facilities", []))
+            elif "name" in args:
+                seen_name += 1
+                assert args["name"] in said and len(args) == 1
             elif said.startswith(("再帮我", "我还想", "另外", "好的，再", "我还需要")):
                 seen_second += 1  # only what this turn says
                 if "type" in args:
@@ -102,7 +110,8 @@ def test_second_goal_and_correction_searches(db):
                 for key in ("price_range_lower", "price_range_upper", "rating_range_lower"):
                     if key in args:
                         assert _said(args[key], said), (args, said)
-    assert seen_second > 10 and seen_correction > 3
+    assert seen_second > 10 and seen_correction > 3 and seen_added > 3 and seen_name > 3, (
+        seen_second, seen_correction, seen_added, seen_name)
 
 
 def test_facility_answers_are_true():

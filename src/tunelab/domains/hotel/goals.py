@@ -240,10 +240,55 @@ def correct(b: DialogBuilder, args: dict, hotels: list[dict]) -> list[dict] | No
     return None
 
 
-def goal_dialog(b: DialogBuilder, hotels: list[dict]) -> None:
-    """One or two goals, each: request -> search -> one or two hotels named -> questions about one."""
+def add_constraint(b: DialogBuilder, args: dict, named: list[dict]) -> list[dict] | None:
+    """After hotels were named, the guest adds a constraint ("哪一家有室内游泳池呢？"): a new search that
+    carries the goal's constraints plus the new one. Returns its records (None: nothing said)."""
     rng = b.rng
-    for g in range(2 if rng.random() < 0.25 else 1):
+    h = rng.choice(named)
+    if "rating_range_lower" not in args and h["rating"] is not None and h["rating"] >= 4.0 and rng.random() < 0.4:
+        made = _rating_goal(rng, h["rating"])
+        extra, said = made if made else ({}, "")
+        which = "这两家酒店哪个符合这个要求？" if len(named) > 1 else "有符合的吗？"
+        text = rng.choice((f"我希望{said}的，{which}", f"最好{said}的，{which}"))
+    else:
+        pool = [f for f in h["facilities"] if f not in args.get("facilities", [])]
+        if not pool:
+            return None
+        f = rng.choice(pool)
+        extra = {"facilities": args.get("facilities", []) + [f]}
+        said = f if rng.random() < 0.6 else facility_phrase(rng, f)
+        text = rng.choice((f"哪一家有{said}呢？", f"还要{said}的，有吗？", f"要是能{said}就更好了，有吗？")
+                          if len(named) > 1 else (f"还要{said}的，有吗？", f"最好还有{said}的。"))
+    if not extra:
+        return None
+    b.user(text)
+    return b.search({**args, **extra})
+
+
+def name_goal(b: DialogBuilder, hotels: list[dict]) -> None:
+    """A later goal about a hotel the guest heard of, by its full name, with a question: search by name, answer."""
+    rng = b.rng
+    h = rng.choice(hotels)
+    slot = rng.choice(("price", "phone", "address", "rating", "type"))
+    q = rng.choice(SLOT_QUESTIONS[slot]).removeprefix("的")
+    lead = rng.choice((f"我听说{h['name']}不错，它的", f"我想到{h['name']}去住，你知道这家酒店的",
+                       f"另外，帮我查一下{h['name']}，它的", f"{h['name']}的"))
+    b.user(lead + q)
+    records = b.search({"name": h["name"]})
+    target = next((r for r in records if r["name"] == h["name"]), records[0])
+    b.assistant(slot_answer(rng, target, slot) + "。")
+    b.offered = target
+    b.asked.add((target["name"], slot))
+
+
+def goal_dialog(b: DialogBuilder, hotels: list[dict]) -> None:
+    """One or two goals, each: request -> search -> one or two hotels named -> questions about one; a later goal
+    may be a hotel asked for by name, and a guest may add a constraint after hotels were named."""
+    rng = b.rng
+    for g in range(2 if rng.random() < 0.35 else 1):
+        if g == 1 and rng.random() < 0.35:
+            name_goal(b, hotels)
+            continue
         args, parts = make_goal(rng, hotels)
         b.user(request_text(rng, parts) if g == 0 else second_request_text(rng, parts))
         records = b.search(args)
@@ -255,6 +300,12 @@ def goal_dialog(b: DialogBuilder, hotels: list[dict]) -> None:
             records = fixed
         text, named = offer_text(rng, records)
         b.assistant(text)
+        if rng.random() < 0.15 and (more := add_constraint(b, b.args, named)) is not None:
+            if not more:
+                b.assistant(rng.choice(("抱歉，没有找到同时满足这些条件的酒店。", "抱歉，都不符合这个要求。")))
+                return
+            text, named = offer_text(rng, more)
+            b.assistant(text)
         b.offered = rng.choice(named)
         for i in range(rng.choice((0, 1, 1, 2, 2))):
             ask_about(b, b.offered, named, i == 0)
