@@ -15,7 +15,7 @@ def test_recipe_loads(path):
     cfg = load_config(path)
     assert cfg.method.name in METHODS
     if path.name.startswith("hotel_"):
-        assert path.stem == f"hotel_{cfg.method.name}" and cfg.data.domain == "hotel"
+        assert path.stem.removesuffix("_gpu") == f"hotel_{cfg.method.name}" and cfg.data.domain == "hotel"
     if cfg.data.domain:  # a domain's recipe uses its default system prompt, as chat and serve will
         from tunelab.domains import get_domain
 
@@ -23,4 +23,5 @@ def test_recipe_loads(path):
 
 
 def test_every_method_has_a_hotel_recipe():
-    assert {p.stem.removeprefix("hotel_") for p in RECIPES if p.name.startswith("hotel_")} == set(METHODS)
+    assert {p.stem.removeprefix("hotel_").removesuffix("_gpu") for p in RECIPES if p.name.startswith("hotel_")} == set(
+        METHODS)
