@@ -4,7 +4,8 @@
 
 Each method trains in its own process (so peak RSS is its own) with the same data, batch and max_length and
 the same budget: `--minutes` of wall clock (the learning rate decays over it, as in `make run`) or `--steps`
-optimizer steps. Each is then evaluated on the same first `--items` synthetic test items and, with `--real N`,
+optimizer steps (adalora, whose rank schedule needs a step count, gets the steps lora made in those minutes:
+train lora first). Each is then evaluated on the same first `--items` synthetic test items and, with `--real N`,
 on the first N dialogs of the real-guest dev set (benchmarks/hotel_real.py: the hotel part of CrossWOZ's
 validation dialogs, skipped when ../shared is absent). `tunelab compare` makes the tables, written with this
 command to benchmarks/results/methods.md (+ methods_chart.png).
@@ -13,6 +14,7 @@ command to benchmarks/results/methods.md (+ methods_chart.png).
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -52,8 +54,14 @@ def main() -> None:
         if args.reuse and (REPO / out / "eval-test" / "metrics.json").is_file():
             runs.append(out)
             continue
+        method_budget = budget
+        lora_run = REPO / args.out / "lora" / "run.json"
+        if name == "adalora" and args.minutes and lora_run.is_file():
+            # adalora lays its rank schedule over max_steps, so it gets the steps lora made in the same minutes
+            method_budget = [f"--train.max_steps={json.loads(lora_run.read_text())['steps']}",
+                             "--train.time_budget_minutes=0"]
         proc = tunelab("train", "recipes/hotel_lora.yaml", f"--method.name={name}", f"--train.output_dir={out}",
-                       *budget, "--train.save_steps=0", f"--train.learning_rate={LR.get(name, 1e-3)}",
+                       *method_budget, "--train.save_steps=0", f"--train.learning_rate={LR.get(name, 1e-3)}",
                        f"--data.max_length={args.max_length}", "--data.dev_max_samples=16",
                        "--train.lr_scheduler_type=cosine")
         if proc.returncode != 0:
