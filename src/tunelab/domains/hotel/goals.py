@@ -18,7 +18,6 @@ from tunelab.domains.hotel.phrasing import cn_number, cn_rating, facility_phrase
 
 PRICE_BANDS = ((100, 200), (200, 300), (300, 400), (400, 500), (500, 600), (600, 700), (700, 800),
                (800, 1000), (1000, None))
-TYPES_SAID = ("{t}", "{t}的", "{t}")
 
 
 # --- constraints of one goal: (arguments, phrases) ------------------------------------------
@@ -68,8 +67,7 @@ def make_goal(rng: random.Random, hotels: list[dict]) -> tuple[dict, dict]:
     which often finds nothing); parts maps each stated constraint kind (type, facilities, price, rating) to
     its phrase."""
     h = rng.choice(hotels)
-    kinds = [k for k in ("type", "facilities", "price", "rating") if rng.random() < (0.45, 0.6, 0.45, 0.45)[
-        ("type", "facilities", "price", "rating").index(k)]]
+    kinds = [k for k, p in zip(("type", "facilities", "price", "rating"), (0.45, 0.6, 0.45, 0.45)) if rng.random() < p]
     if len(kinds) < 1 or (len(kinds) < 2 and rng.random() < 0.6):
         kinds = rng.sample(("type", "facilities", "price", "rating"), 2)
     args: dict = {}
