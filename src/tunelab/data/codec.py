@@ -125,6 +125,6 @@ def turns_to_messages(turns: list[Turn]) -> list[dict]:
         elif t.role == "tool_result":
             msgs.append({"role": "tool", "name": t.name, "tool_call_id": pending.popleft() if pending else "",
                          "content": json.dumps(t.records, ensure_ascii=False)})
-        else:
+        elif t.content or t.role != "system":  # a tools-only system turn: its tools are the row's `tools`
             msgs.append({"role": t.role, "content": t.content})
     return msgs

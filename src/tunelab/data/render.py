@@ -11,6 +11,7 @@ message holding `<|im_start|>system` stays plain text and cannot forge a turn.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import threading
 import weakref
 from dataclasses import dataclass
@@ -42,10 +43,11 @@ class Encoded:
 class Renderer:
     """Tokenizes turns piecewise with a template; caches the ids of the constant pieces."""
 
-    def __init__(self, template: ChatTemplate, tokenizer, system_prompt: str = ""):
+    def __init__(self, template: ChatTemplate, tokenizer, system_prompt: str = "", tools: list[dict] | None = None):
         self.template = template
         self.tokenizer = tokenizer
         self.system_prompt = system_prompt
+        self.tools = tools or None  # tool specs offered to conversations that name none (chat, serve)
         self._cache: dict[str, list[int]] = {}
 
     def ids(self, text: str, cache: bool = False) -> list[int]:
@@ -69,9 +71,18 @@ class Renderer:
                                                  split_special_tokens=True)["input_ids"]
 
     def _with_system(self, turns: list[Turn]) -> list[Turn]:
-        if self.system_prompt and not (turns and turns[0].role == "system"):
-            return [Turn("system", content=self.system_prompt)] + turns
-        return turns
+        """The system prompt and default tools where the conversation has none; a system turn left with
+        neither text nor tools is dropped (a client's empty `tools` on a run with no system prompt)."""
+        if not (turns and turns[0].role == "system"):
+            if not (self.system_prompt or self.tools):
+                return turns
+            return [Turn("system", content=self.system_prompt, tools=self.tools)] + turns
+        first = turns[0]
+        if first.content and (first.tools is not None or not self.tools):
+            return turns
+        first = dataclasses.replace(first, content=first.content or self.system_prompt,
+                                    tools=self.tools if first.tools is None else first.tools)
+        return ([first] if first.content or first.tools else []) + list(turns[1:])
 
     def body_ids(self, turn: Turn) -> list[int]:
         """The ids a target turn is trained on: its text (special tokens off), then the end marker."""

@@ -1,6 +1,7 @@
 """The one conversation schema every reader produces and every template renders.
 
 Roles: system, user, assistant, tool_call (name + JSON arguments), tool_result (JSON records).
+A system turn may carry the tool definitions (OpenAI function specs) the template renders in it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class Turn:
     arguments: dict | None = None  # tool_call
     records: Any = None  # tool_result: JSON-able records
     target: bool | None = None  # None: by role (assistant and tool_call are targets)
+    tools: list[dict] | None = None  # system turn: the tool specs offered (None: none given; []: none offered)
 
     @property
     def is_target(self) -> bool:
@@ -46,7 +48,7 @@ def check_conversation(conv: Conversation) -> None:
             raise DataError(f"{where}: unknown role; valid roles: {', '.join(ROLES)}")
         if t.role == "system" and i > 0 and conv.turns[i - 1].role != "system":
             raise DataError(f"{where}: a system turn must come first")
-        if t.role in ("system", "user", "assistant") and not t.content.strip():
+        if t.role in ("system", "user", "assistant") and not t.content.strip() and not (t.role == "system" and t.tools):
             raise DataError(f"{where}: empty content")
         if t.role == "tool_call":
             if not t.name:

@@ -4,6 +4,8 @@ A turn renders as prefix[role] + body + end + sep. For target turns (assistant, 
 end are labels, so the model learns to answer and to stop; prefix and sep never are. Tool calls are
 rendered as compact JSON (no spaces, no ASCII escapes); tool results as a table when the records share
 their keys (`compact_records`), which costs the fewest tokens, or as plain JSON (`tool_results: json`).
+A system turn that carries tool specs renders them with the template's `tools` snippet, in the words of
+the model family's own template (ChatML: Qwen's `# Tools` block; Gemma: its function-calling prompt).
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ from tunelab.data.schema import Turn
 from tunelab.utils.errors import ConfigError
 
 _env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+# as Hugging Face chat templates render `tojson` (Jinja's own escapes <, >, & and ' for HTML)
+_env.filters["tojson"] = lambda value, indent=None: json.dumps(value, ensure_ascii=False, indent=indent)
+# a template file without its own `tools` snippet: the specs as JSON lines after the system text
+DEFAULT_TOOLS = ("{% if system %}{{ system }}\n\n{% endif %}Tools (call one as <tool_call>{\"name\": ..., "
+                 "\"arguments\": {...}}</tool_call>):{% for tool in tools %}\n{{ tool | tojson }}{% endfor %}")
 TOOL_OPEN, TOOL_CLOSE = "<tool_call>", "</tool_call>"
 
 
@@ -78,6 +85,7 @@ class ChatTemplate:
     tool_result: str
     specials: dict  # bos_token / eos_token of the tokenizer, for templates that name them
     tool_results: str = "table"  # table: compact_records; json: json.dumps as most datasets store it
+    tools: str = DEFAULT_TOOLS  # the system turn's text when it offers tools: Jinja of `system` and `tools`
 
     def _r(self, src: str, **ctx) -> str:
         return _env.from_string(src).render(**self.specials, **ctx)
@@ -102,9 +110,15 @@ class ChatTemplate:
             records = (compact_records(turn.records) if self.tool_results == "table"
                        else json.dumps(turn.records, ensure_ascii=False))
             body = self._r(self.tool_result, records=records, name=turn.name)
+        elif turn.role == "system" and turn.tools:
+            body = self.system_with_tools(turn.content, turn.tools)
         else:
             body = turn.content
         return self._r(self.prefix[turn.role]), body, self.end_text(), self._r(self.sep)
+
+    def system_with_tools(self, system: str, tools: list[dict]) -> str:
+        """The system turn's text offering `tools` (OpenAI function specs) after `system` ('' for none)."""
+        return self._r(self.tools, system=system, tools=tools)
 
     def generation_prefix(self) -> str:
         return self._r(self.prefix["assistant"])

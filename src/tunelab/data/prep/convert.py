@@ -11,6 +11,7 @@ from tunelab.data.codec import turns_to_messages
 from tunelab.data.prep.rows import Row, check_format, load_rows, to_conversation, write_rows
 from tunelab.data.readers.hotel import TOOL_NAME
 from tunelab.data.schema import Conversation, Turn
+from tunelab.data.tools import tools_of
 from tunelab.utils.errors import ConfigError, DataError
 from tunelab.utils.safety import check_output
 
@@ -73,7 +74,8 @@ def row_conversation(data: Any, fmt: str = "auto") -> Conversation:
 def to_messages(conv: Conversation) -> dict:
     """OpenAI messages (data/codec.py): tool calls become assistant `tool_calls` (arguments as a JSON string)
     and results `role: tool` messages (records as JSON text), linked by call ids."""
-    return {**conv.meta, "messages": turns_to_messages(conv.turns)}
+    tools = tools_of(conv.turns)
+    return {**conv.meta, "messages": turns_to_messages(conv.turns), **({"tools": tools} if tools else {})}
 
 
 def to_hotel(conv: Conversation) -> dict:

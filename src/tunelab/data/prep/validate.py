@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from tunelab.data.prep.rows import check_format, conversation_text, load_rows, to_conversation
 from tunelab.data.schema import Conversation
+from tunelab.data.tools import call_problems
 from tunelab.utils.errors import DataError
 
 DEFAULT_MAX_CHARS = 20000
@@ -73,7 +74,8 @@ def validate_file(path: str | Path, fmt: str = "auto", max_chars: int = DEFAULT_
     the first), and counts roles and turns per conversation over the valid ones.
 
     Reasons: malformed JSON, unknown format, wrong types, empty turns, a tool result without a
-    call, roles out of order, more than `max_chars` characters of text, or (with `count_tokens`)
+    call, roles out of order, a tool call to a tool the row's `tools` do not offer or whose arguments
+    break its JSON schema (an invalid schema too), more than `max_chars` characters of text, or (with `count_tokens`)
     more than `max_tokens` tokens. Raises DataError only when the file itself cannot be read.
     """
     check_format(fmt)
@@ -95,7 +97,7 @@ def _row_problems(data: Any, error: str, fmt: str, max_chars: int, count_tokens,
         conv, name = to_conversation(data, fmt)
     except DataError as e:
         return [str(e)]
-    problems = order_problems(conv)
+    problems = order_problems(conv) + call_problems(conv)
     n_chars = len(conversation_text(conv))
     if max_chars and n_chars > max_chars:
         problems.append(f"oversize: {n_chars} characters of text, over the limit of {max_chars} (--max-chars)")

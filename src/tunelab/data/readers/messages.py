@@ -1,4 +1,5 @@
-"""OpenAI `messages` (with `tool_calls` and `role: tool`) and ShareGPT `conversations` rows."""
+"""OpenAI `messages` (with `tool_calls` and `role: tool`) and ShareGPT `conversations` rows; a row's `tools`
+(OpenAI function specs) go on its system turn, where the template renders them."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 from tunelab.data.codec import json_or_text, messages_to_turns, tool_call_turn
 from tunelab.data.readers.base import register_reader
 from tunelab.data.schema import Conversation, Turn
+from tunelab.data.tools import normalize_tools, with_tools
 from tunelab.utils.errors import DataError
 
 SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant",
@@ -47,4 +49,8 @@ def read_messages(row: Any) -> Conversation:
         rest = {k: v for k, v in row.items() if k != "conversations"}
     if isinstance(row.get("system"), str) and row["system"] and not (turns and turns[0].role == "system"):
         turns.insert(0, Turn("system", content=row["system"]))
+    if "tools" in rest:
+        tools = normalize_tools(rest.pop("tools")) if rest["tools"] is not None else []
+        turns = with_tools(turns, tools) if tools else turns  # null or [] offers none
+
     return Conversation(turns, meta=rest)
