@@ -1,7 +1,9 @@
 """Terminal chat with a trained run: streaming, multi-turn, /reset and /exit.
 
 When the run was trained for a domain with tools (data.domain), every turn goes through the agent
-loop, and the search arguments and the records found are shown as they happen. A turn that fails
+loop, and the search arguments and the records found are shown as they happen. `--tools my_tools.py` adds
+a user's tool functions (tunelab/infer/tools.py); their specs, with the run's training tools, are offered
+in the system turn. A turn that fails
 (a history grown past the model's context, a generation error) is reported in one line and the
 chat goes on.
 """
@@ -13,9 +15,10 @@ import sys
 
 from tunelab.data.schema import Turn
 from tunelab.domains import get_domain
-from tunelab.infer.agent import Agent
+from tunelab.infer.agent import FALLBACK, Agent
 from tunelab.infer.engine import GenerationOptions, PromptTooLong, load_engine
 from tunelab.infer.stream import TurnStream
+from tunelab.infer.tools import Toolbox, domain_toolbox, load_tools_module, offered_specs
 from tunelab.serve.limits import default_max_prompt_tokens
 
 
@@ -61,14 +64,17 @@ def _show_event(key: str):
 
 
 def chat_loop(run_dir: str, max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0,
-              trust_remote_code: bool = False, db: str | None = None) -> None:
+              trust_remote_code: bool = False, db: str | None = None, tools: str | None = None) -> None:
     """Chat in the terminal until /exit or end of input; ConfigError for bad options, before loading."""
     opts = GenerationOptions(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
+    user_tools = load_tools_module(tools) if tools else Toolbox()
     engine = load_engine(run_dir, trust_remote_code=trust_remote_code, db=db)
     opts.max_prompt_tokens = default_max_prompt_tokens(engine.model)
     domain = get_domain(engine.domain)
-    agent = Agent.for_domain(_streaming_reply(engine, opts), engine.domain, engine.db,
-                             on_event=_show_event(domain.record_key if domain else ""))
+    runnable = domain_toolbox(engine.domain, engine.db).merged(user_tools)
+    engine.renderer.tools = offered_specs(engine.renderer.tools, runnable, user_tools)
+    agent = Agent(_streaming_reply(engine, opts), runnable.tools, fallback=domain.fallback_reply if domain else FALLBACK,
+                  on_event=_show_event(domain.record_key if domain else ""))
     history: list[Turn] = []
     print("tunelab chat: type a message; /reset clears the history, /exit quits.")
     while True:

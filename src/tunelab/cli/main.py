@@ -36,7 +36,7 @@ def cmd_chat(args, overrides: list[str]) -> int:
     from tunelab.cli.chat import chat_loop
 
     chat_loop(args.run_dir, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
-              trust_remote_code=args.trust_remote_code, db=args.db)
+              trust_remote_code=args.trust_remote_code, db=args.db, tools=args.tools)
     return 0
 
 
@@ -102,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(c, EvalConfig, ["max_new_tokens", "temperature", "top_p"])
     c.add_argument("--db", default=None, help="the domain's database (default: the run's own, from run.json)")
     c.add_argument("--trust-remote-code", action="store_true", help=TRUST_HELP)
+    c.add_argument("--tools", default=None, metavar="MY_TOOLS.PY",
+                   help="a Python file whose TOOLS functions the chat runs (besides the run's domain tools)")
     c.set_defaults(fn=cmd_chat)
     e = sub.add_parser("evaluate", help="generate and score every target turn of a data file")
     e.add_argument("run_dir")

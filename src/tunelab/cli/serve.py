@@ -22,11 +22,14 @@ def cmd_serve(args, overrides: list[str]) -> int:
 
     cfg = config_from_args(args, ServeConfig, api_key=args.api_key or os.environ.get("TUNELAB_API_KEY", ""))
     check_ranges(cfg, "serve")  # before loading: a bad option is one line now, not after minutes of loading
+    from tunelab.infer.tools import load_tools_module
+
+    tools = load_tools_module(args.tools) if args.tools else None  # a broken module fails before loading too
     if cfg.host not in LOOPBACK and not cfg.api_key:
         print(f"tunelab: warning: serving on {cfg.host} without an API key; anyone who can reach it may use it",
               file=sys.stderr)
     engines = MultiEngine.load(args.run_dirs, args.device, trust_remote_code=args.trust_remote_code, db=args.db)
-    app = create_app(engines, cfg)
+    app = create_app(engines, cfg, tools=tools)
     print(f"models: {', '.join(engines.names)}; OpenAI base URL: http://{cfg.host}:{cfg.port}/v1", flush=True)
     run_server(app, cfg.host, cfg.port)
     return 0
@@ -47,6 +50,8 @@ def add_serve_parser(sub) -> None:
     add_config_args(s, ServeConfig, SERVE_FIELDS, rename={"timeout_s": "timeout"})
     s.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     s.add_argument("--db", default=None, help="the domain's database for every run (default: each run's own)")
+    s.add_argument("--tools", default=None, metavar="MY_TOOLS.PY",
+                   help="a Python file whose TOOLS functions the server runs for clients that send no tools")
     s.add_argument("--trust-remote-code", action="store_true",
                    help="run Python code shipped with the base model (never taken from a run's config.yaml)")
     s.set_defaults(fn=cmd_serve)

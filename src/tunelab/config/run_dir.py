@@ -152,6 +152,15 @@ class RunDir:
     def system_prompt(self) -> str:
         return self.summary().get("system_prompt", self.config().data.system_prompt)
 
+    def tools(self) -> list[dict]:
+        """The tool specs the run was trained with (run.json `tools`; [] when none or not a list of specs)."""
+        tools = self.summary().get("tools")
+        ok = isinstance(tools, list) and all(isinstance(t, dict) and isinstance(t.get("function"), dict)
+                                             and isinstance(t["function"].get("name"), str) for t in tools)
+        if tools and not ok:
+            log.warning(f"{self.path / RUN_FILE}: 'tools' is not a list of tool specs; ignored")
+        return tools if tools and ok else []
+
     def model_config(self, trust_remote_code: bool = False) -> ModelConfig:
         """The run's model settings for inference; trust_remote_code comes from the caller only."""
         cfg = self.config()

@@ -2,7 +2,8 @@
 
 A malformed or invalid call is answered once with the error as the tool result, so the model can
 correct itself; a second failure (or too many calls) ends the turn with a polite fallback reply.
-Nothing here raises on what a model emits.
+Nothing here raises on what a model emits. With `return_unknown`, a well-formed call to a tool the agent
+does not have ends the exchange and is the reply: the client (serve's `tool_calls`) runs it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class ToolEvent:
 
 @dataclass
 class AgentResult:
-    reply: Turn  # the assistant turn shown to the user
+    reply: Turn  # the assistant turn shown to the user (a tool_call for the client: return_unknown)
     turns: list[Turn]  # every turn this exchange added to the history, user turn first
     events: list[ToolEvent] = field(default_factory=list)
     fallback: bool = False
@@ -34,8 +35,10 @@ class AgentResult:
 
 class Agent:
     def __init__(self, reply_fn: Callable[[list[Turn]], Turn], tools: dict[str, Tool],
-                 max_calls: int = 3, fallback: str = FALLBACK, on_event: Callable[[ToolEvent], None] | None = None):
+                 max_calls: int = 3, fallback: str = FALLBACK, on_event: Callable[[ToolEvent], None] | None = None,
+                 return_unknown: bool = False):
         self.reply_fn, self.tools, self.max_calls, self.fallback = reply_fn, tools, max_calls, fallback
+        self.return_unknown = return_unknown  # a call to a tool not in `tools` is returned, not answered
         self.on_event = on_event  # called as each tool call is run, before the model answers
 
     @classmethod
@@ -71,6 +74,9 @@ class Agent:
                 reply = out if out.content.strip() else Turn("assistant", content=self.fallback)
                 turns.append(reply)
                 return AgentResult(reply, turns[new_start:], events, fallback=reply is not out)
+            if self.return_unknown and out.arguments is not None and out.name not in self.tools:
+                turns.append(out)
+                return AgentResult(out, turns[new_start:], events)
             event = self._run(out)
             events.append(event)
             if self.on_event:

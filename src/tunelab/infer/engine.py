@@ -64,13 +64,14 @@ class ChatEngine:
     """A base model with a run's adapter, its tokenizer and the template it was trained with."""
 
     def __init__(self, model, tokenizer, template: ChatTemplate, system_prompt: str = "",
-                 domain: str = "", db: str = ""):
+                 domain: str = "", db: str = "", tools: list[dict] | None = None):
         prefix_generation(model)  # a prefix-tuning adapter's prefix reaches generate (models/compat.py)
         self.model = model.eval()
         self.domain, self.db = domain, db  # the run's tools, for the agent loop
         self.tokenizer = tokenizer
         self.template = template
-        self.renderer = Renderer(template, tokenizer, system_prompt)
+        # tools: the specs offered to a conversation that names none (the run's training tools)
+        self.renderer = Renderer(template, tokenizer, system_prompt, tools)
         self.stop_ids = self._stop_ids()
 
     def _stop_ids(self) -> list[int]:
@@ -224,4 +225,5 @@ def load_engine(run_dir: str | Path, device: str | None = None, merge: bool = Fa
             model = model.merge_and_unload()
     cfg = run.config()
     template = get_template(run.template(), tokenizer, cfg.data.tool_results)
-    return ChatEngine(model, tokenizer, template, run.system_prompt(), domain=cfg.data.domain, db=db)
+    return ChatEngine(model, tokenizer, template, run.system_prompt(), domain=cfg.data.domain, db=db,
+                      tools=run.tools())

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import tunelab.utils.offline  # noqa: F401
@@ -38,6 +38,7 @@ class RunInfo:
     system_prompt: str
     domain: str
     db: str
+    tools: list = field(default_factory=list)  # the tool specs the run was trained with (offered again)
 
 
 def read_run_info(run_dir: str | Path, db: str | None = None) -> RunInfo:
@@ -51,7 +52,7 @@ def read_run_info(run_dir: str | Path, db: str | None = None) -> RunInfo:
     return RunInfo(name=run.path.resolve().name, run_dir=run.path, base=Path(run.base_model()).resolve(),
                    adapter=None, peft_type=run.peft_type(), template=run.template(),
                    tool_results=cfg.data.tool_results, system_prompt=run.system_prompt(),
-                   domain=cfg.data.domain, db=run.db(db))
+                   domain=cfg.data.domain, db=run.db(db), tools=run.tools())
 
 
 class AdapterView:
@@ -89,7 +90,7 @@ class MultiEngine:
         for r in runs:
             self._engines[r.name] = ChatEngine(AdapterView(self, r.adapter), tokenizer,
                                                get_template(r.template, tokenizer, r.tool_results), r.system_prompt,
-                                               domain=r.domain, db=r.db)
+                                               domain=r.domain, db=r.db, tools=r.tools)
         if base_id not in self._engines:  # a full-weights run *is* its base: no separate entry
             self._engines[base_id] = ChatEngine(AdapterView(self, None), tokenizer, get_template("auto", tokenizer))
 

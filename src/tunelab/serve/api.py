@@ -17,6 +17,7 @@ import json
 import threading
 import time
 from contextlib import asynccontextmanager
+from typing import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -25,11 +26,12 @@ from tunelab.config.load import check_ranges
 from tunelab.config.schema import ServeConfig
 from tunelab.data.schema import Turn
 from tunelab.data.template import compact_json
-from tunelab.domains import domain_tools
-from tunelab.infer.agent import Agent
+from tunelab.domains import domain_tools, get_domain
+from tunelab.infer.agent import FALLBACK, Agent
 from tunelab.infer.engine import ChatEngine, PromptTooLong
 from tunelab.infer.multi import MultiEngine
 from tunelab.infer.stream import cut_at_stop
+from tunelab.infer.tools import Toolbox, domain_toolbox, offered_specs
 from tunelab.serve.errors import APIError, error_body, install_handlers
 from tunelab.serve.limits import default_max_prompt_tokens
 from tunelab.serve.protocol import ChatRequest, chunk, completion_body, new_id, parse_chat_request, sse, tool_call_json
@@ -39,10 +41,12 @@ from tunelab.utils.errors import TunelabError
 POLL_S = 0.5  # how often a waiting request checks whether its client is still there
 
 
-def create_app(engines: MultiEngine, cfg: ServeConfig | None = None, **overrides) -> FastAPI:
+def create_app(engines: MultiEngine, cfg: ServeConfig | None = None, tools: Toolbox | None = None,
+               **overrides) -> FastAPI:
     """The API app, per `cfg` (ServeConfig; `overrides` replace its fields). `execute_tools` runs a run's
     domain tools server-side (the Agent loop) for clients that send no `tools` of their own, so a plain
-    client gets the final answer.
+    client gets the final answer; `tools` (a user's module, `--tools`) are run so too. A call to any other
+    tool comes back to the client as `tool_calls`. A client that sends `tools` runs every call itself.
 
     `max_prompt_tokens` (0: the model's context length) refuses longer prompts; /health answers 503
     "degraded" once the running job is `stuck_margin_s` past its `timeout_s`.
@@ -56,6 +60,12 @@ def create_app(engines: MultiEngine, cfg: ServeConfig | None = None, **overrides
     if execute_tools:  # a missing database is a start-up error, not a 500 on the first request
         for name in engines.runs:
             domain_tools(engines.engine_for(name).domain, engines.engine_for(name).db)
+    user_tools = tools or Toolbox()
+    for name in engines.names:  # prompts offer the tools that can run, beside the run's training tools
+        engine = engines.engine_for(name)
+        plugin = get_domain(engine.domain) if execute_tools else None
+        runnable = Toolbox(specs=list(plugin.tool_specs) if plugin else []).merged(user_tools)
+        engine.renderer.tools = offered_specs(engine.renderer.tools, runnable, user_tools)
     worker = GenerationWorker(queue_size)
 
     @asynccontextmanager
@@ -103,7 +113,9 @@ def create_app(engines: MultiEngine, cfg: ServeConfig | None = None, **overrides
         check_key(request)
         req = parse_chat_request(await _read_json(request, max_body_bytes), max_tokens_cap, max_prompt_tokens)
         engine = _engine(engines, req.model)
-        server_tools = bool(execute_tools and engine.domain and req.tools is None and req.turns[-1].role == "user")
+        runs_tools = bool((execute_tools and engine.domain) or user_tools.tools)
+        server_tools = (lambda: _runnable(engine, execute_tools, user_tools)) if (
+            runs_tools and req.tools is None and req.turns[-1].role == "user") else None
         if req.stream:
             return await _stream(request, worker, engine, req, server_tools, timeout_s)
         cancel = threading.Event()
@@ -173,13 +185,21 @@ async def _read_json(request: Request, limit: int):
         raise APIError(400, f"the body is not valid JSON: {e}", code="invalid_json") from None
 
 
-def _agent_turns(engine: ChatEngine, req: ChatRequest, reply_fn):
-    """Run the Agent loop with the run's domain tools over the request's last user message."""
+def _runnable(engine: ChatEngine, execute_tools: bool, user_tools: Toolbox) -> Toolbox:
+    """The tools the server runs for `engine`: its domain's (execute_tools) and the user's module's."""
+    return (domain_toolbox(engine.domain, engine.db) if execute_tools else Toolbox()).merged(user_tools)
+
+
+def _agent_turns(engine: ChatEngine, req: ChatRequest, reply_fn, tools: Callable[[], Toolbox]):
+    """Run the Agent loop with the server's tools over the request's last user message; a call to another
+    tool ends it and is the reply (the client runs it)."""
+    plugin = get_domain(engine.domain)
     # tools opened on the worker thread that uses them (SQLite)
-    return Agent.for_domain(reply_fn, engine.domain, engine.db).respond(req.turns[:-1], req.turns[-1].content)
+    return Agent(reply_fn, tools().tools, fallback=plugin.fallback_reply if plugin else FALLBACK,
+                 return_unknown=True).respond(req.turns[:-1], req.turns[-1].content)
 
 
-def _complete(engine: ChatEngine, req: ChatRequest, server_tools: bool,
+def _complete(engine: ChatEngine, req: ChatRequest, server_tools: Callable[[], Toolbox] | None,
               cancel: threading.Event) -> tuple[Turn, str, dict]:
     """(turn, finish_reason, usage) on the worker thread, which alone uses the tokenizer."""
 
@@ -188,7 +208,7 @@ def _complete(engine: ChatEngine, req: ChatRequest, server_tools: bool,
             return stream_turn(engine, turns, req.opts, req.stop, lambda _text: None, cancel)[0]
         return engine.reply(turns, req.opts, cancel=cancel)
 
-    turn = _agent_turns(engine, req, reply).reply if server_tools else reply(req.turns)
+    turn = _agent_turns(engine, req, reply, server_tools).reply if server_tools else reply(req.turns)
     if turn.role != "assistant":
         return turn, "tool_calls", _usage(engine, req.turns, turn)
     text, stopped = cut_at_stop(turn.content, req.stop)
@@ -204,7 +224,7 @@ def _usage(engine: ChatEngine, turns: list[Turn], turn: Turn) -> dict:
 
 
 async def _stream(request: Request, worker: GenerationWorker, engine: ChatEngine, req: ChatRequest,
-                  server_tools: bool, timeout_s: float) -> StreamingResponse:
+                  server_tools: Callable[[], Toolbox] | None, timeout_s: float) -> StreamingResponse:
     """SSE chat.completion.chunk events ending in `data: [DONE]`. The status is decided before the
     first byte: a request still queued when its time runs out gets a real 504, not a broken stream."""
     loop = asyncio.get_running_loop()
@@ -218,10 +238,11 @@ async def _stream(request: Request, worker: GenerationWorker, engine: ChatEngine
         emit = lambda text: push("text", text)  # noqa: E731
         try:
             if server_tools:
-                result = _agent_turns(engine, req, lambda t: stream_turn(engine, t, req.opts, req.stop, emit, cancel)[0])
+                result = _agent_turns(engine, req, lambda t: stream_turn(engine, t, req.opts, req.stop, emit, cancel)[0],
+                                      server_tools)
                 if result.fallback:  # the agent's own words: never streamed by the model
                     emit(result.reply.content)
-                turn, finish = result.reply, "stop"
+                turn, finish = result.reply, "tool_calls" if result.reply.role == "tool_call" else "stop"
             else:
                 turn, finish = stream_turn(engine, req.turns, req.opts, req.stop, emit, cancel)
             push("done", (turn, finish, _usage(engine, req.turns, turn) if req.include_usage else None))

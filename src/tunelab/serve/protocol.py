@@ -15,6 +15,8 @@ from typing import Any
 
 from tunelab.data import codec
 from tunelab.data.schema import Turn
+from tunelab.data.tools import normalize_tools, with_tools
+from tunelab.utils.errors import DataError
 from tunelab.infer.engine import GenerationOptions
 from tunelab.serve.errors import APIError
 
@@ -87,7 +89,14 @@ def parse_chat_request(body: Any, max_tokens_cap: int, max_prompt_tokens: int | 
                              top_p=_number(body, "top_p", 1.0, 0.0, 1.0, lo_open=True),
                              max_prompt_tokens=max_prompt_tokens)
     stream_opts = body.get("stream_options") or {}
-    return ChatRequest(model=model, turns=messages_to_turns(body.get("messages")), opts=opts,
+    turns = messages_to_turns(body.get("messages"))
+    if tools is not None:  # the client's tools go on the system turn, rendered as in training
+        try:
+            tools = normalize_tools(tools)
+        except DataError as e:
+            raise _bad(str(e), "tools") from None
+        turns = with_tools(turns, tools)
+    return ChatRequest(model=model, turns=turns, opts=opts,
                        stream=bool(body.get("stream", False)), stop=stop, tools=tools,
                        include_usage=bool(isinstance(stream_opts, dict) and stream_opts.get("include_usage")))
 

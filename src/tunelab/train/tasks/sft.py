@@ -6,6 +6,7 @@ from pathlib import Path
 
 from tunelab.config import Config
 from tunelab.data.dataset import data_files, read_data
+from tunelab.data.tools import merge_specs, tools_of
 from tunelab.train.tasks.base import Prepared, Task, apply_method, dev_config, load_causal, register_task, tokenized
 from tunelab.utils.log import log
 
@@ -22,7 +23,9 @@ def prepare(cfg: Config, device: str) -> Prepared:
         log.info(dev_stats.line("dev data"))
     model = apply_method(cfg, method, model, device)
     summary = {"template": template.name, "system_prompt": cfg.data.system_prompt,
-               "tool_results": cfg.data.tool_results, "packing": cfg.data.packing, "train_data": train_stats.__dict__}
+               "tool_results": cfg.data.tool_results, "packing": cfg.data.packing, "train_data": train_stats.__dict__,
+               # the tool specs the model saw in its prompts: chat and serve offer them again
+               "tools": merge_specs(*(tools_of(c.turns) for c in train_data[0]))}
     return Prepared(model, tokenizer, model_dir, method, train_rows, dev_rows, template=template,
                     renderer=renderer, summary=summary)
 
