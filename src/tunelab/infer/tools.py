@@ -44,7 +44,8 @@ class Toolbox:
 def _type_schema(tp: Any) -> dict:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is typing.Literal:
-        return {"enum": list(args)}
+        kinds = {JSON_TYPES.get(type(a)) for a in args}
+        return {"type": kinds.pop(), "enum": list(args)} if len(kinds) == 1 and None not in kinds else {"enum": list(args)}
     if origin is typing.Union or type(tp).__name__ == "UnionType":  # Optional[X] / X | None
         rest = [a for a in args if a is not type(None)]
         return _type_schema(rest[0]) if len(rest) == 1 else {}
