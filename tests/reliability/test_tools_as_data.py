@@ -59,16 +59,17 @@ def test_every_template_renders_the_rows_tools_in_the_system_turn(tok, data, tem
     assert '"name": "list_events"' in tok.decode(renderer.prompt_ids(context))
 
 
-def test_client_tools_replace_the_offered_ones_and_an_empty_list_offers_none(tok):
+def test_offered_tools_fill_a_conversation_that_names_none_and_its_own_replace_them(tok):
     from tunelab.data.schema import Turn
     from tunelab.data.tools import with_tools
 
-    offered = [SEND_EMAIL]
-    r = Renderer(get_template("chatml", tok), tok, tools=offered)
+    r = Renderer(get_template("chatml", tok), tok, system_prompt="Be brief.", tools=[SEND_EMAIL])
     turns = [Turn("user", content="hi")]
-    assert '"name": "send_email"' in tok.decode(r.prompt_ids(turns))
-    assert "# Tools" not in tok.decode(r.prompt_ids(with_tools(turns, [])))
-    assert tok.decode(r.prompt_ids(with_tools(turns, []))) == tok.decode(Renderer(r.template, tok).prompt_ids(turns))
+    text = tok.decode(r.prompt_ids(turns))
+    assert text.startswith("<|im_start|>system\nBe brief.") and "# Tools" in text and '"name": "send_email"' in text
+    own = [{"type": "function", "function": {"name": "ping", "parameters": {"type": "object"}}}]
+    text = tok.decode(r.prompt_ids(with_tools(turns, own)))
+    assert '"name": "ping"' in text and "send_email" not in text and "Be brief." in text
 
 
 def test_a_bad_tools_field_is_one_line_naming_the_row(tmp_path):

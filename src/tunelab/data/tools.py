@@ -50,8 +50,9 @@ def tools_of(turns: list[Turn]) -> list[dict] | None:
 
 def with_tools(turns: list[Turn], tools: list[dict] | None) -> list[Turn]:
     """`turns` with `tools` on the first system turn (a tools-only system turn is added when there is none;
-    a renderer fills its text with the system prompt). None leaves `turns` as they are."""
-    if tools is None:
+    a renderer fills its text with the system prompt). None or [] leaves `turns` as they are (an OpenAI
+    client's empty list offers nothing of its own)."""
+    if not tools:
         return turns
     if turns and turns[0].role == "system":
         return [dataclasses.replace(turns[0], tools=list(tools))] + list(turns[1:])
