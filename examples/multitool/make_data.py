@@ -24,8 +24,8 @@ CITIES = sorted({r["city"] for r in T._rows("weather.csv")})
 DATES = [f"2025-06-0{d}" for d in range(1, 10)]
 PAIRS = [("km", "mile"), ("mile", "km"), ("m", "foot"), ("kg", "lb"), ("lb", "kg"), ("g", "kg"), ("l", "gallon"),
          ("gallon", "l"), ("C", "F"), ("F", "C")]
-NO_TOOL = [("Can you book me a flight to Paris?", "I can't book flights; I can check the weather, convert units "
-            "and read your calendar."),
+NO_TOOL = [("Can you book me a flight to Paris?",
+            "I can't book flights; I can check the weather, convert units and read your calendar."),
            ("Thanks, that's all.", "You're welcome!"), ("Hello!", "Hello! How can I help?")]
 
 
@@ -55,8 +55,8 @@ def one_dialog(rng: random.Random, i: int, tool_specs: list[dict]) -> dict:
     m: list[dict] = [{"role": "system", "content": SYSTEM}]
     if kind == "weather":
         city, day = rng.choice(CITIES), rng.choice(["today", "tomorrow"])
-        m.append({"role": "user", "content": rng.choice(["What's the weather in {c} {d}?", "Weather for {c} {d}, "
-                                                         "please.", "Will it rain in {c} {d}?"]).format(c=city, d=day)})
+        m.append({"role": "user", "content": rng.choice(["What's the weather in {c} {d}?", "Weather for {c} {d}, please.",
+                                                         "Will it rain in {c} {d}?"]).format(c=city, d=day)})
         w = _call(m, 1, "get_weather", {"city": city, "day": day})
         m.append({"role": "assistant", "content": f"{day.capitalize()} in {w['city']}: {w['condition']}, "
                                                   f"{w['low_c']} to {w['high_c']} C."})
@@ -69,8 +69,8 @@ def one_dialog(rng: random.Random, i: int, tool_specs: list[dict]) -> dict:
         m.append({"role": "assistant", "content": f"{value} {src} is {r['value']} {r['unit']}."})
     elif kind == "calendar":
         date = rng.choice(DATES)
-        m.append({"role": "user", "content": rng.choice(["What's on my calendar on {d}?", "Do I have anything on "
-                                                         "{d}?", "My schedule for {d}?"]).format(d=date)})
+        m.append({"role": "user", "content": rng.choice(["What's on my calendar on {d}?", "Do I have anything on {d}?",
+                                                         "My schedule for {d}?"]).format(d=date)})
         events = _call(m, 1, "list_events", {"date": date})
         m.append({"role": "assistant", "content": _events_text(date, events)})
     elif kind == "two_calls":

@@ -61,7 +61,7 @@ def _doc_parts(fn: Callable) -> tuple[str, dict[str, str]]:
     head, _, rest = doc.partition("\n\n")
     args = {}
     for m in re.finditer(r"^\s+(\w+)(?:\s*\([^)]*\))?:\s*(.+)$", rest.split("Args:", 1)[-1] if "Args:" in rest else "",
-                         re.M):
+                         re.MULTILINE):
         args[m.group(1)] = m.group(2).strip()
     return " ".join(head.split()), args
 
