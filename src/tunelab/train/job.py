@@ -15,6 +15,7 @@ from tunelab.data.collate import PackCollator, PadCollator
 from tunelab.data.dataset import data_files
 from tunelab.methods import parameter_report
 from tunelab.models.attention import packed_attention
+from tunelab.models.rope import rope_record
 from tunelab.models.weights import weight_checksums
 from tunelab.train.callbacks import MetricsLog, ProgressBar, TimeBudget, peak_rss_mb
 from tunelab.train.checkpoints import (
@@ -188,7 +189,7 @@ def train(cfg: Config | dict | str) -> dict:
         "tokens_per_s": round(tokens / max(train_s, 1e-9), 1), "tokens": tokens,
         "peak_rss_mb": round(peak_rss_mb(), 1), "stopped_by_time_budget": clock.hit,
         "pad_to_multiple_of": pad_multiple, "activation_budget": budget.summary() if budget else None,
-        "device": device,
+        "device": device, "rope_scaling": rope_record(cfg.model.rope_scaling, model.config),
         # absolute, so chat/serve/evaluate find it from any directory; sha256 of the weights, checked on load
         "db": str(Path(cfg.data.db).resolve()) if cfg.data.db else "", "checksums": weight_checksums(run_dir),
     }
