@@ -130,6 +130,8 @@ class TrainConfig:
         0.0, "stop cleanly after this many minutes (0: none); with max_steps -1 the learning rate "
         "decays (cosine to 10%) over whichever ends first, the budget or the planned steps", ge=0)
     dataloader_num_workers: int = opt(0, "data loader worker processes", ge=0)
+    stop_file: str = opt("", "stop cleanly (and save) at the first step end where this file exists: the web "
+                         "UI's Stop button ('' : none)")
     extra: dict = opt({}, "any other TrainingArguments, passed through as given")
 
 
