@@ -40,7 +40,8 @@ def cmd_webui(args, overrides: list[str]) -> int:
 
     print(f"web UI on http://{args.host}:{args.webui_port}", flush=True)
     launch_webui(args.run_dirs, host=args.host, port=args.webui_port, device=args.device,
-                 max_new_tokens=args.max_new_tokens)
+                 max_new_tokens=args.max_new_tokens, train=args.train, recipes_dir=args.recipes,
+                 runs_root=args.runs_dir)
     return 0
 
 
@@ -58,8 +59,13 @@ def add_serve_parser(sub) -> None:
 
 
 def add_webui_parser(sub) -> None:
-    w = sub.add_parser("webui", help="Gradio chat page with the last tool call and the records it returned")
-    w.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    w = sub.add_parser("webui", help="Gradio chat page with the last tool call and the records it returned; "
+                       "--train: a Train tab too")
+    w.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="runs to chat with (none: the Train tab only)")
+    w.add_argument("--train", action="store_true", help="add the Train tab: start, watch, stop a run, chat with it")
+    w.add_argument("--recipes", default="recipes", metavar="DIR", help="the Train tab's recipe YAMLs (default: recipes)")
+    w.add_argument("--runs-dir", default="runs", metavar="DIR",
+                   help="where the Train tab's runs go, each as webui-<time> (default: runs)")
     add_config_args(w, ServeConfig, ["host", "webui_port"], rename={"webui_port": "port"})
     add_config_args(w, EvalConfig, ["max_new_tokens"])
     w.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")

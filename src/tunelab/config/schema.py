@@ -19,6 +19,15 @@ def opt(default, help: str, ge=None, gt=None, le=None, lt=None, **kw):
 
 
 @dataclass
+class RopeScaling:
+    """RoPE context extension, applied through the model config (models/rope.py); recorded in run.json."""
+
+    type: Literal["none", "linear", "dynamic", "yarn"] = opt(
+        "none", "none, linear (positions divided by factor), dynamic (NTK base scaled past the window) or yarn")
+    factor: float = opt(1.0, "context multiple over the model's max_position_embeddings (> 1 with a type)", ge=1)
+
+
+@dataclass
 class ModelConfig:
     name_or_path: str = opt(
         "smollm2-135m-instruct",
@@ -28,6 +37,8 @@ class ModelConfig:
     trust_remote_code: bool = opt(False, "allow model code shipped in the model directory")
     attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = opt(
         "auto", "auto (the model's default), eager, sdpa or flash_attention_2 (CUDA, flash-attn installed)")
+    rope_scaling: RopeScaling = field(default_factory=RopeScaling, metadata={
+        "help": "{type: linear|dynamic|yarn, factor: F}: train and run past the model's context window", "range": {}})
 
 
 @dataclass
@@ -119,6 +130,8 @@ class TrainConfig:
         0.0, "stop cleanly after this many minutes (0: none); with max_steps -1 the learning rate "
         "decays (cosine to 10%) over whichever ends first, the budget or the planned steps", ge=0)
     dataloader_num_workers: int = opt(0, "data loader worker processes", ge=0)
+    stop_file: str = opt("", "stop cleanly (and save) at the first step end where this file exists: the web "
+                         "UI's Stop button ('' : none)")
     extra: dict = opt({}, "any other TrainingArguments, passed through as given")
 
 

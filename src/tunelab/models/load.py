@@ -8,6 +8,7 @@ import tunelab.utils.offline  # noqa: F401  (sets the HF offline switches before
 from tunelab.config.schema import ModelConfig
 from tunelab.models.gguf_cache import import_gguf
 from tunelab.models.presets import PRESETS
+from tunelab.models.rope import apply_rope_scaling
 from tunelab.models.weights import check_safetensors, weight_files
 from tunelab.utils.errors import ModelError
 
@@ -55,8 +56,9 @@ def load_model(cfg: ModelConfig, device: str = "cpu", **extra):
     """Return (model, tokenizer, model_dir) for `cfg`, weights in the configured dtype.
 
     `extra` goes to from_pretrained (a method's quantization_config, for one; use_safetensors=True
-    to never unpickle). Safetensors headers are checked first: a truncated file is one ModelError."""
-    from transformers import AutoModelForCausalLM
+    to never unpickle). Safetensors headers are checked first: a truncated file is one ModelError.
+    `cfg.rope_scaling` goes into the model's config before the weights load (models/rope.py)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     model_dir = resolve_model_dir(cfg.name_or_path)
     for f in weight_files(model_dir):
@@ -65,6 +67,10 @@ def load_model(cfg: ModelConfig, device: str = "cpu", **extra):
     if cfg.attn_implementation != "auto":
         kwargs["attn_implementation"] = cfg.attn_implementation
     try:
+        if cfg.rope_scaling.type != "none":
+            config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=cfg.trust_remote_code)
+            apply_rope_scaling(config, cfg.rope_scaling)
+            kwargs["config"] = config
         model = AutoModelForCausalLM.from_pretrained(str(model_dir), **kwargs)
     except (OSError, ValueError) as e:
         raise ModelError(f"{model_dir}: cannot load the model ({e})") from None

@@ -108,11 +108,31 @@ def build_webui(engines: MultiEngine, max_new_tokens: int = 256, temperature: fl
 
 
 def launch_webui(run_dirs: list[str], host: str = "127.0.0.1", port: int = 7860, device: str | None = None,
-                 max_new_tokens: int = 256, prevent_thread_lock: bool = False):
-    """Load the runs and serve the page on host:port (loopback unless told otherwise)."""
+                 max_new_tokens: int = 256, prevent_thread_lock: bool = False, train: bool = False,
+                 recipes_dir: str = "recipes", runs_root: str = "runs"):
+    """Load the runs and serve the page on host:port (loopback unless told otherwise).
+
+    With `train` (or no runs) the page gets the Train tab (serve/train_ui.py): a chat tab and a train tab
+    side by side when both."""
     GenerationOptions(max_new_tokens=max_new_tokens)  # a bad value fails before the slow load
-    demo = build_webui(MultiEngine.load(run_dirs, device), max_new_tokens=max_new_tokens)
+    demos, names = [], []
+    if run_dirs:
+        demos.append(build_webui(MultiEngine.load(run_dirs, device), max_new_tokens=max_new_tokens))
+        names.append("Chat")
+    if train or not run_dirs:
+        from tunelab.serve.train_ui import build_train_ui
+
+        demos.append(build_train_ui(recipes_dir, runs_root, device, max_new_tokens))
+        names.append("Train")
+    demo = demos[0] if len(demos) == 1 else tabbed(demos, names)
     return launch(demo, host, port, prevent_thread_lock)
+
+
+def tabbed(demos: list, names: list[str]):
+    """Several pages as the tabs of one."""
+    import gradio as gr
+
+    return gr.TabbedInterface(demos, names, title="tunelab", analytics_enabled=False)
 
 
 def launch(demo, host: str, port: int, prevent_thread_lock: bool = False):

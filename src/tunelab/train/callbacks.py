@@ -78,3 +78,16 @@ class TimeBudget(TrainerCallback):
             self.hit = True
             control.should_training_stop = True
         return control
+
+
+class StopFile(TrainerCallback):
+    """Stop cleanly (and save, like the time budget) once `path` exists: how the web UI's Stop button asks."""
+
+    def __init__(self, path: str):
+        self.path, self.hit = Path(path) if path else None, False
+
+    def on_step_end(self, args, state, control, **kw):
+        if self.path is not None and self.path.exists():
+            self.hit = True
+            control.should_training_stop = True
+        return control

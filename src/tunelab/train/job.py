@@ -15,8 +15,9 @@ from tunelab.data.collate import PackCollator, PadCollator
 from tunelab.data.dataset import data_files
 from tunelab.methods import parameter_report
 from tunelab.models.attention import packed_attention
+from tunelab.models.rope import rope_record
 from tunelab.models.weights import weight_checksums
-from tunelab.train.callbacks import MetricsLog, ProgressBar, TimeBudget, peak_rss_mb
+from tunelab.train.callbacks import MetricsLog, ProgressBar, StopFile, TimeBudget, peak_rss_mb
 from tunelab.train.checkpoints import (
     CheckpointMarker,
     Progress,
@@ -148,6 +149,7 @@ def train(cfg: Config | dict | str) -> dict:
     keep_checkpoints, args.save_total_limit = args.save_total_limit, None
     meter = TokenMeter()
     clock = TimeBudget(cfg.train.time_budget_minutes * 60, meter)
+    stop_file = StopFile(cfg.train.stop_file)
     # bf16 kernels (oneDNN on a CPU) are built and cached per shape: bucketed lengths reuse them
     pad_multiple = cfg.data.pad_to_multiple_of or (64 if precision == "bf16" else 1)
     collator = prepared.collator or (
@@ -156,7 +158,7 @@ def train(cfg: Config | dict | str) -> dict:
         model=model, args=args, train_dataset=prepared.train_rows, eval_dataset=dev_rows, data_collator=collator,
         meter=meter, time_budget_s=clock.budget_s, activation_budget=budget, causal=prepared.causal,
         target_only=cfg.train.target_only_logits,
-        callbacks=[ProgressBar(meter, clock.budget_s), MetricsLog(run_dir / "metrics.jsonl", meter, base), clock,
+        callbacks=[ProgressBar(meter, clock.budget_s), MetricsLog(run_dir / "metrics.jsonl", meter, base), clock, stop_file,
                    CheckpointMarker(meter, base, keep_checkpoints or 0),
                    *(method.callbacks(model) if method.callbacks else [])],
     )
@@ -187,8 +189,9 @@ def train(cfg: Config | dict | str) -> dict:
         "dev_loss": dev_loss, "train_time_s": round(train_s, 1), "resumed_from_step": base.step or None,
         "tokens_per_s": round(tokens / max(train_s, 1e-9), 1), "tokens": tokens,
         "peak_rss_mb": round(peak_rss_mb(), 1), "stopped_by_time_budget": clock.hit,
+        "stopped_by_request": stop_file.hit,
         "pad_to_multiple_of": pad_multiple, "activation_budget": budget.summary() if budget else None,
-        "device": device,
+        "device": device, "rope_scaling": rope_record(cfg.model.rope_scaling, model.config),
         # absolute, so chat/serve/evaluate find it from any directory; sha256 of the weights, checked on load
         "db": str(Path(cfg.data.db).resolve()) if cfg.data.db else "", "checksums": weight_checksums(run_dir),
     }
