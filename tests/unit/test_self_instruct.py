@@ -181,3 +181,25 @@ def test_answer_reasons(inp, out, reason):
     from tunelab.data.prep.self_instruct_filter import answer_reason
 
     assert answer_reason(inp, out) == reason
+
+
+def test_domain_mode_with_a_run_uses_its_own_tool_call(tmp_path):
+    """Chat style (a tunelab run trained for the domain): the request goes as a user turn, no few-shot calls."""
+    from tunelab.data.schema import Turn
+    from tunelab.domains.hotel.db import build_db
+
+    class Run(Scripted):
+        style = "chat"
+
+        def reply_turns(self, contexts, max_new_tokens):
+            assert all([t.role for t in c] == ["user"] for c in contexts)
+            return [Turn("tool_call", name="search_hotels", arguments={"type": "经济型"}) for _ in contexts]
+
+    db = tmp_path / "h.db"
+    build_db(db, seed=0, n=200)
+    seeds = tmp_path / "s.txt"  # plain requests: a run needs no seed calls
+    seeds.write_text("附近有地铁站的豪华型酒店有哪些\n", encoding="utf-8")
+    opts = SelfInstructOptions(n=1, prompts_per_round=1, max_rounds=1, domain="hotel", db=str(db))
+    stats = self_instruct("unused", seeds, tmp_path / "o.jsonl", opts, style="chat",
+                          generator=Run(["想找一家便宜的经济型酒店"]), progress=False)
+    assert stats["kept"] == 1
