@@ -80,6 +80,36 @@ def add_data_parser(sub) -> None:
     t.add_argument("--png", default=None, metavar="OUT.png", help="write a length histogram")
     t.set_defaults(fn=cmd_stats)
 
+    add_self_instruct_parser(ds)
+
+
+def add_self_instruct_parser(ds) -> None:
+    f = ds.add_parser("self-instruct", help="generate instruction data with a local model (Self-Instruct); "
+                      "appends to OUT, so a killed run resumes")
+    f.add_argument("--model", required=True, metavar="RUN_OR_PRESET",
+                   help="a tunelab run, a preset (`tunelab models`), a model dir or a .gguf")
+    f.add_argument("--seeds", required=True, metavar="F", help="seed tasks: .txt (one a line), seed_tasks/Alpaca "
+                   "JSONL, or dialogs (domain mode: their first request and tool call)")
+    f.add_argument("--n", type=POSITIVE, default=20, help="rows OUT should hold")
+    f.add_argument("--out", required=True, metavar="OUT", help="JSONL, appended; rejects go to OUT.rejected.jsonl")
+    f.add_argument("--domain", default="", choices=[""] + list(DOMAINS),
+                   help="write the domain's user requests; keep those whose tool call validates and returns records")
+    f.add_argument("--db", default="", help="the domain's database (hotel)")
+    f.add_argument("--style", default="auto", choices=["auto", "raw", "chat"],
+                   help="raw: prompts as plain text (base models); chat: as a user turn; auto: chat for a run")
+    f.add_argument("--prompts-per-round", type=POSITIVE, default=4, help="instruction-list prompts per round")
+    f.add_argument("--max-rounds", type=POSITIVE, default=50, help="stop after this many rounds even short of --n")
+    f.add_argument("--max-new-tokens", type=POSITIVE, default=128)
+    f.add_argument("--temperature", type=number(float, ge=0), default=0.7)
+    f.add_argument("--top-p", type=number(float, gt=0, le=1), default=0.95)
+    f.add_argument("--rouge", type=number(float, ge=0, le=1), default=0.7,
+                   help="reject an instruction whose ROUGE-L against the pool is at least this")
+    f.add_argument("--near", type=number(float, ge=0, le=1), default=0.9, help="MinHash near-duplicate Jaccard (0: off)")
+    f.add_argument("--batch-size", type=POSITIVE, default=8)
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--trust-remote-code", action="store_true")
+    f.set_defaults(fn=cmd_self_instruct)
+
 
 def _tokenizer(model: str | None):
     if not model:
@@ -164,4 +194,20 @@ def cmd_stats(args: argparse.Namespace, overrides) -> int:
     if args.png:
         out["png"] = str(plot_lengths(stats, args.png))
     _print(out)
+    return 0
+
+
+def cmd_self_instruct(args: argparse.Namespace, overrides) -> int:
+    from tunelab.infer.self_instruct import SelfInstructOptions, self_instruct
+
+    opts = SelfInstructOptions(n=args.n, prompts_per_round=args.prompts_per_round, max_rounds=args.max_rounds,
+                               max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
+                               seed=args.seed, domain=args.domain, db=args.db, rouge_threshold=args.rouge,
+                               near_threshold=args.near)
+    stats = self_instruct(args.model, args.seeds, args.out, opts, style=args.style, batch_size=args.batch_size,
+                          trust_remote_code=args.trust_remote_code)
+    print(f"kept {stats['kept']} (of --n {args.n}) in {stats['rounds']} rounds: {stats['out']}")
+    for reason, count in stats["rejected"].items():  # one line per filter reason
+        print(f"rejected {reason}: {count}")
+    print(f"rejected rows: {stats['rejected_file']}")
     return 0

@@ -55,9 +55,26 @@ class NearDuplicateIndex:
 
     def find_or_add(self, key, text: str) -> tuple[object, float] | None:
         """(key of the earlier near duplicate, its Jaccard) or None after adding `text` under `key`."""
+        sh, keys = self._keys(text)
+        found = self._find(sh, keys)
+        if found is None:
+            self._add(key, sh, keys)
+        return found
+
+    def find(self, text: str) -> tuple[object, float] | None:
+        """(key of the stored text `text` nearly duplicates, its Jaccard) or None; stores nothing."""
+        return self._find(*self._keys(text))
+
+    def add(self, key, text: str) -> None:
+        """Store `text` under `key`, unchecked."""
+        self._add(key, *self._keys(text))
+
+    def _keys(self, text: str) -> tuple[np.ndarray, list[bytes]]:
         sh = shingles(text, self.k)
         sig = self.signature(sh)
-        keys = [sig[i * self.rows:(i + 1) * self.rows].tobytes() for i in range(self.bands)]
+        return sh, [sig[i * self.rows:(i + 1) * self.rows].tobytes() for i in range(self.bands)]
+
+    def _find(self, sh: np.ndarray, keys: list[bytes]) -> tuple[object, float] | None:
         seen = set()
         for band, bkey in zip(self.buckets, keys):
             for other in band.get(bkey, ()):
@@ -67,7 +84,9 @@ class NearDuplicateIndex:
                 j = jaccard(sh, self.sets[other])
                 if j >= self.threshold:
                     return other, j
+        return None
+
+    def _add(self, key, sh: np.ndarray, keys: list[bytes]) -> None:
         self.sets[key] = sh
         for band, bkey in zip(self.buckets, keys):
             band[bkey].append(key)
-        return None
