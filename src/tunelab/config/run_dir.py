@@ -74,6 +74,17 @@ class RunDir:
         mark(staged, KIND)
         return cls(path, staged)
 
+    @staticmethod
+    def check_free(out: str | Path, overwrite: bool = False, resume: bool = False) -> None:
+        """ConfigError (with the hint `--train.overwrite=true`) when `out` holds something and neither overwrite
+        nor resume is set: checked before any model loads, so an existing run is never replaced by accident."""
+        path = Path(out).expanduser()
+        if overwrite or resume or not path.exists() or (path.is_dir() and is_empty_dir(path)):
+            return
+        raise ConfigError(f"train.output_dir {path} is not empty; pass --train.overwrite=true to replace it, "
+                          "--train.resume=true to continue it, or choose another output_dir "
+                          "(e.g. --train.output_dir=runs/NEW_NAME)")
+
     def write_config(self, cfg: Config) -> None:
         save_config(cfg, self.work / CONFIG_FILE)
 

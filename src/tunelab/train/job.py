@@ -85,6 +85,7 @@ def train(cfg: Config | dict | str) -> dict:
     if not cfg.data.train_file:
         raise ConfigError("data.train_file is empty; set it in the config or with --data.train_file=PATH")
     check_output(cfg.train.output_dir, run_inputs(cfg), "train.output_dir")
+    RunDir.check_free(cfg.train.output_dir, cfg.train.overwrite, cfg.train.resume)  # before minutes of loading
     if cfg.train.gradient_checkpointing and cfg.train.activation_memory_mb:
         raise ConfigError("train.gradient_checkpointing=true checkpoints every layer; train.activation_memory_mb "
                           "checkpoints only what a batch needs: set one of them")
