@@ -37,6 +37,8 @@ class DataConfig:
     labels: list[str] = opt([], "classify: the label set in a fixed order; empty: the sorted labels of train_file")
     train_file: str | list[str] = opt("", "training data: JSONL/JSON file (or a `datasets` directory), or a list of "
                                       "them whose rows are concatenated (sft), e.g. synthetic + real dialogs")
+    train_files: list[dict] = opt([], "a weighted mix instead of train_file: [{path: FILE, weight: W}, ...]; each "
+                                  "file's rows taken W times (2: twice, 0.5: a seeded half), then concatenated (sft)")
     dev_file: str | list[str] = opt("", "optional development data, same formats (a list: rows concatenated; task "
                                     "metrics on the first file, whose database is data.db); dev loss at eval steps")
     format: Literal["auto", "hotel", "turns", "messages", "alpaca", "prompt_completion"] = opt(

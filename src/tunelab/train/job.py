@@ -69,7 +69,8 @@ def _training_args(cfg: Config, device: str, has_dev: bool, method_overrides: di
 
 def run_inputs(cfg: Config) -> list[str]:
     """The files a training job reads: its output may be none of them, nor hold them."""
-    return [*data_files(cfg.data.train_file), *data_files(cfg.data.dev_file), *([cfg.data.db] if cfg.data.db else [])]
+    return [*data_files(cfg.data.train_file), *data_files(cfg.data.train_files), *data_files(cfg.data.dev_file),
+            *([cfg.data.db] if cfg.data.db else [])]
 
 
 def train(cfg: Config | dict | str) -> dict:
@@ -82,8 +83,11 @@ def train(cfg: Config | dict | str) -> dict:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
-    if not cfg.data.train_file:
+    if not cfg.data.train_file and not cfg.data.train_files:
         raise ConfigError("data.train_file is empty; set it in the config or with --data.train_file=PATH")
+    if cfg.data.train_files and task.name != "sft":
+        raise ConfigError(f"data.train_files (a weighted mix) is read by the sft task only; {task.name} reads "
+                          "data.train_file")
     check_output(cfg.train.output_dir, run_inputs(cfg), "train.output_dir")
     RunDir.check_free(cfg.train.output_dir, cfg.train.overwrite, cfg.train.resume)  # before minutes of loading
     if cfg.train.gradient_checkpointing and cfg.train.activation_memory_mb:
