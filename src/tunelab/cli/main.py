@@ -91,7 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="tunelab", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="show library logs and tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="fine-tune per a YAML config; override keys with --section.key=value")
+    t = sub.add_parser("train", help="fine-tune per a YAML config; override keys with --section.key=value",
+                       add_help=False)
+    t.add_argument("-h", "--help", action=TrainHelp, help="this help, then every config key: type, default, "
+                   "the value CONFIG gives it (when named before --help), help")
     t.add_argument("config", help="YAML config (see recipes/; every key: `tunelab config show CONFIG`); any key "
                    "overridden with --section.key=value or --section.key value")
     t.add_argument("--no-cache", action="store_true", help="tokenize again even when a cached copy exists")
@@ -181,6 +184,25 @@ def cmd_config_show(args, overrides: list[str]) -> int:
     return 0
 
 
+class TrainHelp(argparse.Action):
+    """`tunelab train [CONFIG] --help`: the usual help, then the key table of `config show` (CONFIG's values
+    when it comes before --help, the defaults otherwise)."""
+
+    def __init__(self, option_strings, dest, **kw):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.print_help()
+        print("\nconfig keys (set in the YAML or with --section.key=value / --section.key value):\n")
+        config = getattr(namespace, "config", None)
+        try:
+            cmd_config_show(argparse.Namespace(config=config), [])
+        except TunelabError as e:
+            print(f"tunelab: error: {e}", file=sys.stderr)
+            parser.exit(2)
+        parser.exit(0)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
@@ -189,8 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides, unknown = config_overrides(rest)
         if unknown:
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-        if overrides and args.command not in ("train", "config"):
-            parser.error("--section.key=value overrides apply to `train` and `config` only")
+        if overrides and args.command not in ("train", "config") and getattr(args, "data_command", "") != "preview":
+            parser.error("--section.key=value overrides apply to `train`, `config` and `data preview` only")
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else 2
     from tunelab.utils.log import setup_logging
