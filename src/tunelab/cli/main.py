@@ -8,7 +8,7 @@ import sys
 from tunelab.cli.args import OneLineParser, add_config_args
 from tunelab.cli.data import add_data_parser
 from tunelab.cli.hotel import add_hotel_parser
-from tunelab.cli.serve import add_serve_parser, add_webui_parser
+from tunelab.cli.serve import BASE_MODEL_HELP, add_serve_parser, add_webui_parser
 from tunelab.config.schema import EvalConfig
 from tunelab.domains import DOMAINS
 from tunelab.utils.errors import TunelabError
@@ -36,7 +36,7 @@ def cmd_chat(args, overrides: list[str]) -> int:
     from tunelab.cli.chat import chat_loop
 
     chat_loop(args.run_dir, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
-              trust_remote_code=args.trust_remote_code, db=args.db)
+              trust_remote_code=args.trust_remote_code, db=args.db, base_model=args.base_model)
     return 0
 
 
@@ -59,7 +59,7 @@ def cmd_evaluate(args, overrides: list[str]) -> int:
 
     m = evaluate(args.run_dir, args.data, limit=args.limit, out_dir=args.out, batch_size=args.batch_size,
                  max_new_tokens=args.max_new_tokens, db=args.db, decode=args.decode,
-                 trust_remote_code=args.trust_remote_code)
+                 trust_remote_code=args.trust_remote_code, base_model=args.base_model)
     print(metrics_table(m))
     return 0
 
@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("run_dir")
     add_config_args(c, EvalConfig, ["max_new_tokens", "temperature", "top_p"])
     c.add_argument("--db", default=None, help="the domain's database (default: the run's own, from run.json)")
+    c.add_argument("--base-model", default=None, help=BASE_MODEL_HELP)
     c.add_argument("--trust-remote-code", action="store_true", help=TRUST_HELP)
     c.set_defaults(fn=cmd_chat)
     e = sub.add_parser("evaluate", help="generate and score every target turn of a data file")
@@ -113,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(e, EvalConfig, ["limit", "batch_size", "decode", "max_new_tokens"])
     e.add_argument("--db", default=None,
                    help="the domain's database for tool execution match (default: the run's own, from run.json)")
+    e.add_argument("--base-model", default=None, help=BASE_MODEL_HELP)
     e.add_argument("--trust-remote-code", action="store_true", help=TRUST_HELP)
     e.set_defaults(fn=cmd_evaluate)
     s = sub.add_parser("score", help="metrics of a predictions.jsonl file, no model")

@@ -118,7 +118,8 @@ class TrainConfig:
     resume: bool = opt(False, "resume from the newest checkpoint in output_dir")
     overwrite: bool = opt(False, "replace a non-empty output_dir (otherwise that is an error)")
     time_budget_minutes: float = opt(
-        0.0, "stop cleanly after this many minutes (0: none); with max_steps -1 the learning rate "
+        0.0, "stop cleanly after this many minutes of training and final dev loss (0: none): training ends early "
+        "enough to leave the dev loss its time (loading and tokenizing come before); with max_steps -1 the learning rate "
         "decays (cosine to 10%) over whichever ends first, the budget or the planned steps", ge=0)
     dataloader_num_workers: int = opt(0, "data loader worker processes", ge=0)
     extra: dict = opt({}, "any other TrainingArguments, passed through as given")

@@ -122,7 +122,7 @@ def _check_writable(out: Path) -> None:
 
 def evaluate(run_dir: str | Path, data_file: str | Path, limit: int = 0, out_dir: str | Path | None = None,
              batch_size: int = 8, max_new_tokens: int = 256, db: str | None = None, engine=None,
-             decode: str = "dialog", trust_remote_code: bool = False) -> dict:
+             decode: str = "dialog", trust_remote_code: bool = False, base_model: str | None = None) -> dict:
     """Score a run on a data file; returns the metrics (also written to out_dir/metrics.json).
 
     decode="dialog" walks each dialog with one KV cache and checks the gold turn as a draft (greedy
@@ -140,7 +140,8 @@ def evaluate(run_dir: str | Path, data_file: str | Path, limit: int = 0, out_dir
     items = eval_items(convs)
     if limit:
         items = items[:limit]
-    engine = engine or load_engine(run_dir, merge=True, trust_remote_code=trust_remote_code, db=db)
+    engine = engine or load_engine(run_dir, merge=True, trust_remote_code=trust_remote_code, db=db,
+                                   base_model=base_model)
     start = time.time()
     opts = GenerationOptions(max_new_tokens=max_new_tokens)
     if decode == "dialog":

@@ -27,6 +27,14 @@ def resolve_model_dir(name_or_path: str) -> Path:
     )
 
 
+def portable_name(name_or_path: str) -> str:
+    """How a run records its base model so another machine can find it: a preset by its name (resolved
+    there from its package), anything else as an absolute path."""
+    if name_or_path in PRESETS:
+        return name_or_path
+    return str(Path(name_or_path).expanduser().resolve())
+
+
 def pick_dtype(name: str, device: str):
     import torch
 
