@@ -156,7 +156,7 @@ def evaluate(run_dir: str | Path, data_file: str | Path, limit: int = 0, out_dir
         log.warning(f"the run's database {resource} is missing: no tool execution metric (pass --db PATH)")
     scored, per_item = score_and_analyze(rows, domain, resource)
     metrics = {**scored, **speed, "data_file": str(data_file),
-               "run_dir": str(run_dir), "eval_time_s": round(time.time() - start, 1)}
+               "run_dir": str(run_dir.resolve()), "eval_time_s": round(time.time() - start, 1)}
     try:
         write_jsonl(out / "predictions.jsonl", rows)
         write_json(out / "metrics.json", metrics)
