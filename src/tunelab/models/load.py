@@ -15,7 +15,8 @@ from tunelab.utils.errors import ModelError
 def resolve_model_dir(name_or_path: str) -> Path:
     """A preset name, a model directory or a .gguf file -> a local Hugging Face model directory."""
     if name_or_path in PRESETS:
-        return import_gguf(PRESETS[name_or_path].locate())
+        located = PRESETS[name_or_path].locate()
+        return located if located.is_dir() else import_gguf(located)
     path = Path(name_or_path).expanduser()
     if path.is_file() and path.suffix == ".gguf":
         return import_gguf(path)
