@@ -143,7 +143,7 @@ def cmd_validate(args: argparse.Namespace, overrides) -> int:
 
         tok = _tokenizer(args.model)
         renderer = Renderer(get_template(args.template, tok), tok)
-        count = lambda conv: len(renderer.encode(conv).input_ids)  # noqa: E731
+        count = lambda conv: len(renderer.encode(conv).input_ids)
     report = validate_file(args.file, args.format, args.max_chars, count, args.max_tokens)
     print(report.text())
     return 0 if report.ok else 1

@@ -79,19 +79,25 @@ FORWARD_SPEEDUP = 2.0
 
 class TimeBudget(TrainerCallback):
     """Stop cleanly (and save) once the wall-clock budget is spent, leaving time for the final dev loss:
-    training stops when the time spent plus the dev loss's estimate (its tokens at the measured training
-    pace x FORWARD_SPEEDUP) reaches the budget."""
+    training stops when the time spent plus the dev loss's estimate (its tokens at the training pace measured
+    after the first step, x FORWARD_SPEEDUP) reaches the budget."""
 
     def __init__(self, budget_s: float, meter: TokenMeter, dev_tokens: int = 0):
         self.budget_s, self.meter, self.hit = budget_s, meter, False
         self.dev_tokens = dev_tokens
+        self.mark: tuple[float, int] | None = None  # (time, tokens) at the end of the first step
 
     def dev_estimate_s(self) -> float:
-        """Seconds the final dev loss should take, from the training pace so far (0 before any step)."""
-        rate = self.meter.rate()
-        return self.dev_tokens / (rate * FORWARD_SPEEDUP) if self.dev_tokens and self.meter.tokens else 0.0
+        """Seconds the final dev loss should take, from the pace since the first step (whose one-off set-up
+        would overstate it); 0 until a step after it has been timed."""
+        if not self.dev_tokens or self.mark is None or self.meter.tokens <= self.mark[1]:
+            return 0.0
+        rate = (self.meter.tokens - self.mark[1]) / max(time.time() - self.mark[0], 1e-9)
+        return self.dev_tokens / (rate * FORWARD_SPEEDUP)
 
     def on_step_end(self, args, state, control, **kw):
+        if self.mark is None:
+            self.mark = (time.time(), self.meter.tokens)
         if self.budget_s and time.time() - self.meter.start + self.dev_estimate_s() >= self.budget_s:
             self.hit = True
             control.should_training_stop = True
