@@ -6,6 +6,7 @@ STAMP := $(VENV)/.installed
 
 # Idempotent: re-installs only when the dependency files change.
 setup: $(STAMP)
+	@echo "tunelab is installed in $(VENV)/bin: run 'source $(VENV)/bin/activate' in each new shell (or call $(VENV)/bin/tunelab)"
 
 $(STAMP): pyproject.toml requirements-presets.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -18,7 +19,8 @@ $(STAMP): pyproject.toml requirements-presets.txt
 TL := $(VENV)/bin/tunelab
 HOTEL := data/hotel
 
-# The main job: hotel DB -> synthetic dialogs -> LoRA fine-tune (18 min CPU budget) -> evaluation table.
+# The main job: hotel DB -> synthetic dialogs -> LoRA fine-tune (18 min CPU budget) -> evaluation table. It
+# replaces runs/hotel_lora by asking to (--train.overwrite=true): recipes never replace a run on their own.
 # With real CrossWOZ dialogs, `make run CROSSWOZ=path/to/train.json.zip [CROSSWOZ_DB=path/to/hotel_db.json]`
 # (the DB defaults to hotel_db.json beside the dialogs) imports their hotel part, splits it 8:1:1 by dialog
 # into $(REAL) and trains on synthetic + real train rows (data.train_file as a list).
@@ -30,18 +32,18 @@ run: setup
 ifdef CROSSWOZ
 	$(TL) hotel build-db --from-crosswoz $(CROSSWOZ_DB) --out $(REAL)/hotels.db
 	$(TL) hotel import-crosswoz $(CROSSWOZ) --db $(REAL)/hotels.db --splits $(REAL)
-	$(TL) train recipes/hotel_lora.yaml '--data.train_file=[$(HOTEL)/train.jsonl, $(REAL)/train.jsonl]' \
+	$(TL) train recipes/hotel_lora.yaml --train.overwrite=true '--data.train_file=[$(HOTEL)/train.jsonl, $(REAL)/train.jsonl]' \
 		'--data.dev_file=[$(HOTEL)/dev.jsonl, $(REAL)/dev.jsonl]'
 	$(TL) evaluate runs/hotel_lora --data $(REAL)/test.jsonl --out runs/hotel_lora/eval-crosswoz-test \
 		--max-new-tokens 128 --db $(REAL)/hotels.db
 else
-	$(TL) train recipes/hotel_lora.yaml
+	$(TL) train recipes/hotel_lora.yaml --train.overwrite=true
 endif
 	$(TL) evaluate runs/hotel_lora --data $(HOTEL)/test.jsonl --limit 200 --max-new-tokens 128 --db $(HOTEL)/hotels.db
 	@echo "loss curve: runs/hotel_lora/loss.png   chat: $(TL) chat runs/hotel_lora"
 
 quickstart: setup
-	$(TL) train recipes/quickstart.yaml
+	$(TL) train recipes/quickstart.yaml --train.overwrite=true
 
 # The web demo's end-to-end test drives Debian's Chromium; a CJK font makes its screenshot legible.
 # Where apt is not usable (not root), the test skips and says why.

@@ -61,6 +61,7 @@ def main() -> None:
             method_budget = [f"--train.max_steps={json.loads(lora_run.read_text())['steps']}",
                              "--train.time_budget_minutes=0"]
         proc = tunelab("train", "recipes/hotel_lora.yaml", f"--method.name={name}", f"--train.output_dir={out}",
+                       "--train.overwrite=true",  # a rerun replaces the method's run (recipes no longer say so)
                        *method_budget, "--train.save_steps=0", f"--train.learning_rate={LR.get(name, 1e-3)}",
                        f"--data.max_length={args.max_length}", "--data.dev_max_samples=16",
                        "--train.lr_scheduler_type=cosine")

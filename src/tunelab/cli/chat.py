@@ -64,11 +64,12 @@ def _show_event(key: str):
 
 
 def chat_loop(run_dir: str, max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0,
-              trust_remote_code: bool = False, db: str | None = None, tools: str | None = None) -> None:
+              trust_remote_code: bool = False, db: str | None = None, tools: str | None = None,
+              base_model: str | None = None) -> None:
     """Chat in the terminal until /exit or end of input; ConfigError for bad options, before loading."""
     opts = GenerationOptions(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
     user_tools = load_tools_module(tools) if tools else Toolbox()
-    engine = load_engine(run_dir, trust_remote_code=trust_remote_code, db=db)
+    engine = load_engine(run_dir, trust_remote_code=trust_remote_code, db=db, base_model=base_model)
     opts.max_prompt_tokens = default_max_prompt_tokens(engine.model)
     domain = get_domain(engine.domain)
     runnable = domain_toolbox(engine.domain, engine.db).merged(user_tools)

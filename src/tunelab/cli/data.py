@@ -10,7 +10,7 @@ from tunelab.domains import DOMAINS
 
 
 def add_data_parser(sub) -> None:
-    d = sub.add_parser("data", help="prepare data: validate, clean, balance, split, convert, stats")
+    d = sub.add_parser("data", help="prepare data: validate, clean, balance, split, convert, stats, preview")
     ds = d.add_subparsers(dest="data_command", required=True)
 
     v = ds.add_parser("validate", help="check every row; list each bad row (file:line, reason); exit 1 if any")
@@ -79,8 +79,44 @@ def add_data_parser(sub) -> None:
     t.add_argument("--format", default="auto")
     t.add_argument("--png", default=None, metavar="OUT.png", help="write a length histogram")
     t.set_defaults(fn=cmd_stats)
-
+    add_preview_parser(ds)
     add_self_instruct_parser(ds)
+
+
+def add_preview_parser(ds) -> None:
+    p = ds.add_parser("preview", help="one training sample of CONFIG as the model sees it, supervised spans "
+                      "marked [[...]] (tokenizer only; --section.key=value overrides apply)")
+    p.add_argument("config", help="YAML config (see recipes/)")
+    p.add_argument("--index", type=COUNT, default=0, help="which conversation of the training data (default: the first)")
+    p.set_defaults(fn=cmd_preview)
+
+
+def cmd_preview(args: argparse.Namespace, overrides) -> int:
+    import dataclasses
+
+    from tunelab.config import load_config
+    from tunelab.data.dataset import read_data, train_source
+    from tunelab.data.preview import preview_text
+    from tunelab.data.render import Renderer
+    from tunelab.data.template import get_template
+    from tunelab.utils.errors import ConfigError, DataError
+
+    cfg = load_config(args.config, overrides)
+    if not (cfg.data.train_file or cfg.data.train_files):
+        raise ConfigError("data.train_file is empty; set it in the config or with --data.train_file=PATH")
+    # read only as many rows as the index needs
+    convs, _ = read_data(train_source(cfg.data), dataclasses.replace(cfg.data, max_samples=args.index + 1))
+    if args.index >= len(convs):
+        raise DataError(f"--index {args.index}: the training data has {len(convs)} conversations")
+    tok = _tokenizer(cfg.model.name_or_path)
+    renderer = Renderer(get_template(cfg.data.template, tok, cfg.data.tool_results), tok, cfg.data.system_prompt)
+    conv = convs[args.index]
+    enc = renderer.encode(conv, cfg.data.max_length)
+    if enc is None:
+        raise DataError(f"{conv.source}: no target fits data.max_length={cfg.data.max_length}")
+    print(f"# template {renderer.template.name}, model {cfg.model.name_or_path}")
+    print(preview_text(enc, tok, conv.source))
+    return 0
 
 
 def add_self_instruct_parser(ds) -> None:
@@ -136,7 +172,7 @@ def cmd_validate(args: argparse.Namespace, overrides) -> int:
 
         tok = _tokenizer(args.model)
         renderer = Renderer(get_template(args.template, tok), tok)
-        count = lambda conv: len(renderer.encode(conv).input_ids)  # noqa: E731
+        count = lambda conv: len(renderer.encode(conv).input_ids)
     report = validate_file(args.file, args.format, args.max_chars, count, args.max_tokens)
     print(report.text())
     return 0 if report.ok else 1

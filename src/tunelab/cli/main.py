@@ -8,7 +8,7 @@ import sys
 from tunelab.cli.args import OneLineParser, add_config_args
 from tunelab.cli.data import add_data_parser
 from tunelab.cli.hotel import add_hotel_parser
-from tunelab.cli.serve import add_serve_parser, add_webui_parser
+from tunelab.cli.serve import BASE_MODEL_HELP, add_serve_parser, add_webui_parser
 from tunelab.config.schema import EvalConfig
 from tunelab.domains import DOMAINS
 from tunelab.utils.errors import TunelabError
@@ -36,7 +36,8 @@ def cmd_chat(args, overrides: list[str]) -> int:
     from tunelab.cli.chat import chat_loop
 
     chat_loop(args.run_dir, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
-              trust_remote_code=args.trust_remote_code, db=args.db, tools=args.tools)
+              trust_remote_code=args.trust_remote_code, db=args.db, tools=args.tools,
+              base_model=args.base_model)
     return 0
 
 
@@ -59,7 +60,7 @@ def cmd_evaluate(args, overrides: list[str]) -> int:
 
     m = evaluate(args.run_dir, args.data, limit=args.limit, out_dir=args.out, batch_size=args.batch_size,
                  max_new_tokens=args.max_new_tokens, db=args.db, decode=args.decode,
-                 trust_remote_code=args.trust_remote_code)
+                 trust_remote_code=args.trust_remote_code, base_model=args.base_model)
     print(metrics_table(m))
     return 0
 
@@ -91,7 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="tunelab", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="show library logs and tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="fine-tune per a YAML config; override keys with --section.key=value")
+    t = sub.add_parser("train", help="fine-tune per a YAML config; override keys with --section.key=value",
+                       add_help=False)
+    t.add_argument("-h", "--help", action=TrainHelp, help="this help, then every config key: type, default, "
+                   "the value CONFIG gives it (when named before --help), help")
     t.add_argument("config", help="YAML config (see recipes/; every key: `tunelab config show CONFIG`); any key "
                    "overridden with --section.key=value or --section.key value")
     t.add_argument("--no-cache", action="store_true", help="tokenize again even when a cached copy exists")
@@ -101,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("run_dir")
     add_config_args(c, EvalConfig, ["max_new_tokens", "temperature", "top_p"])
     c.add_argument("--db", default=None, help="the domain's database (default: the run's own, from run.json)")
+    c.add_argument("--base-model", default=None, help=BASE_MODEL_HELP)
     c.add_argument("--trust-remote-code", action="store_true", help=TRUST_HELP)
     c.add_argument("--tools", default=None, metavar="MY_TOOLS.PY",
                    help="a Python file whose TOOLS functions the chat runs (besides the run's domain tools)")
@@ -112,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(e, EvalConfig, ["limit", "batch_size", "decode", "max_new_tokens"])
     e.add_argument("--db", default=None,
                    help="the domain's database for tool execution match (default: the run's own, from run.json)")
+    e.add_argument("--base-model", default=None, help=BASE_MODEL_HELP)
     e.add_argument("--trust-remote-code", action="store_true", help=TRUST_HELP)
     e.set_defaults(fn=cmd_evaluate)
     s = sub.add_parser("score", help="metrics of a predictions.jsonl file, no model")
@@ -183,6 +189,25 @@ def cmd_config_show(args, overrides: list[str]) -> int:
     return 0
 
 
+class TrainHelp(argparse.Action):
+    """`tunelab train [CONFIG] --help`: the usual help, then the key table of `config show` (CONFIG's values
+    when it comes before --help, the defaults otherwise)."""
+
+    def __init__(self, option_strings, dest, **kw):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.print_help()
+        print("\nconfig keys (set in the YAML or with --section.key=value / --section.key value):\n")
+        config = getattr(namespace, "config", None)
+        try:
+            cmd_config_show(argparse.Namespace(config=config), [])
+        except TunelabError as e:
+            print(f"tunelab: error: {e}", file=sys.stderr)
+            parser.exit(2)
+        parser.exit(0)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
@@ -191,8 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides, unknown = config_overrides(rest)
         if unknown:
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-        if overrides and args.command not in ("train", "config"):
-            parser.error("--section.key=value overrides apply to `train` and `config` only")
+        if overrides and args.command not in ("train", "config") and getattr(args, "data_command", "") != "preview":
+            parser.error("--section.key=value overrides apply to `train`, `config` and `data preview` only")
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else 2
     from tunelab.utils.log import setup_logging

@@ -10,6 +10,8 @@ from tunelab.cli.args import add_config_args, config_from_args
 from tunelab.config.schema import EvalConfig, ServeConfig
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+BASE_MODEL_HELP = ("where the runs' base model is (a preset, a model directory or a .gguf) when not where run.json says: "
+                   "a run trained on another machine (default: run.json's model_dir if present, else its base_model)")
 SERVE_FIELDS = ["host", "port", "api_key", "execute_tools", "max_tokens_cap", "queue_size", "timeout_s",
                 "max_body_bytes", "max_prompt_tokens", "stuck_margin_s"]
 
@@ -28,7 +30,8 @@ def cmd_serve(args, overrides: list[str]) -> int:
     if cfg.host not in LOOPBACK and not cfg.api_key:
         print(f"tunelab: warning: serving on {cfg.host} without an API key; anyone who can reach it may use it",
               file=sys.stderr)
-    engines = MultiEngine.load(args.run_dirs, args.device, trust_remote_code=args.trust_remote_code, db=args.db)
+    engines = MultiEngine.load(args.run_dirs, args.device, trust_remote_code=args.trust_remote_code, db=args.db,
+                               base_model=args.base_model)
     app = create_app(engines, cfg, tools=tools)
     print(f"models: {', '.join(engines.names)}; OpenAI base URL: http://{cfg.host}:{cfg.port}/v1", flush=True)
     run_server(app, cfg.host, cfg.port)
@@ -53,6 +56,7 @@ def add_serve_parser(sub) -> None:
     s.add_argument("--db", default=None, help="the domain's database for every run (default: each run's own)")
     s.add_argument("--tools", default=None, metavar="MY_TOOLS.PY",
                    help="a Python file whose TOOLS functions the server runs for clients that send no tools")
+    s.add_argument("--base-model", default=None, help=BASE_MODEL_HELP)
     s.add_argument("--trust-remote-code", action="store_true",
                    help="run Python code shipped with the base model (never taken from a run's config.yaml)")
     s.set_defaults(fn=cmd_serve)

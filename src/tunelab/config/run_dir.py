@@ -25,7 +25,7 @@ from tunelab.utils.safety import check_output, check_replaceable, is_empty_dir, 
 RUN_FILE = "run.json"
 CONFIG_FILE = "config.yaml"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
-STRING_KEYS = ("model_dir", "template", "system_prompt", "db")  # run.json keys inference reads
+STRING_KEYS = ("model_dir", "base_model", "template", "system_prompt", "db")  # run.json keys inference reads
 KIND = "run"
 
 
@@ -73,6 +73,17 @@ class RunDir:
         staged.mkdir()
         mark(staged, KIND)
         return cls(path, staged)
+
+    @staticmethod
+    def check_free(out: str | Path, overwrite: bool = False, resume: bool = False) -> None:
+        """ConfigError (with the hint `--train.overwrite=true`) when `out` holds something and neither overwrite
+        nor resume is set: checked before any model loads, so an existing run is never replaced by accident."""
+        path = Path(out).expanduser()
+        if overwrite or resume or not path.exists() or (path.is_dir() and is_empty_dir(path)):
+            return
+        raise ConfigError(f"train.output_dir {path} is not empty; pass --train.overwrite=true to replace it, "
+                          "--train.resume=true to continue it, or choose another output_dir "
+                          "(e.g. --train.output_dir=runs/NEW_NAME)")
 
     def write_config(self, cfg: Config) -> None:
         save_config(cfg, self.work / CONFIG_FILE)
@@ -140,11 +151,28 @@ class RunDir:
             raise ConfigError(f"{path}: expected a JSON object")
         return conf.get("peft_type")
 
-    def base_model(self) -> str:
-        """The model the adapter applies to (the run itself when it holds whole weights)."""
+    def base_model(self, override: str | None = None) -> str:
+        """The model the adapter applies to (the run itself when it holds whole weights): `override`
+        (--base-model) when given, else this machine's copy it trained on (run.json `model_dir`, e.g. the
+        import cache) when it is here, else the base's name (a preset, resolved on any machine that has it, or
+        a path)."""
         if not self.has_adapter:
             return str(self.path)
-        return self.summary().get("model_dir") or self.config().model.name_or_path
+        if override:
+            return override
+        model_dir = self.summary().get("model_dir")
+        if model_dir and Path(model_dir).is_dir():
+            return model_dir
+        return self.base_name() or model_dir or ""
+
+    def base_name(self) -> str:
+        """The base model as the user named it: a preset name, or a path (a relative one resolved against the
+        directory training ran in, as the run's database is)."""
+        name = self.summary().get("base_model") or self.config().model.name_or_path
+        path = Path(name).expanduser()
+        if name and not path.is_absolute() and (base := self._training_dir()) is not None and (base / path).exists():
+            return str(base / path)
+        return name
 
     def template(self) -> str:
         return self.summary().get("template") or self.config().data.template
@@ -161,13 +189,15 @@ class RunDir:
             log.warning(f"{self.path / RUN_FILE}: 'tools' is not a list of tool specs; ignored")
         return tools if tools and ok else []
 
-    def model_config(self, trust_remote_code: bool = False) -> ModelConfig:
-        """The run's model settings for inference; trust_remote_code comes from the caller only."""
+    def model_config(self, trust_remote_code: bool = False, base_model: str | None = None) -> ModelConfig:
+        """The run's model settings for inference; trust_remote_code comes from the caller only, and
+        `base_model` (--base-model) overrides where the base model is."""
         cfg = self.config()
         if cfg.model.trust_remote_code and not trust_remote_code:
             log.warning(f"{self.path / CONFIG_FILE} sets model.trust_remote_code: ignored, a run directory cannot "
                         "turn it on; pass --trust-remote-code to run the model's own code if you trust it")
-        return dataclasses.replace(cfg.model, name_or_path=self.base_model(), trust_remote_code=trust_remote_code)
+        return dataclasses.replace(cfg.model, name_or_path=self.base_model(base_model),
+                                   trust_remote_code=trust_remote_code)
 
     def db(self, override: str | None = None) -> str:
         """The database the run's tools use, absolute ('' when it has none).

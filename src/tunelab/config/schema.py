@@ -48,6 +48,8 @@ class DataConfig:
     labels: list[str] = opt([], "classify: the label set in a fixed order; empty: the sorted labels of train_file")
     train_file: str | list[str] = opt("", "training data: JSONL/JSON file (or a `datasets` directory), or a list of "
                                       "them whose rows are concatenated (sft), e.g. synthetic + real dialogs")
+    train_files: list[dict] = opt([], "a weighted mix instead of train_file: [{path: FILE, weight: W}, ...]; each "
+                                  "file's rows taken W times (2: twice, 0.5: a seeded half), then concatenated (sft)")
     dev_file: str | list[str] = opt("", "optional development data, same formats (a list: rows concatenated; task "
                                     "metrics on the first file, whose database is data.db); dev loss at eval steps")
     format: Literal["auto", "hotel", "turns", "messages", "alpaca", "prompt_completion"] = opt(
@@ -127,7 +129,8 @@ class TrainConfig:
     resume: bool = opt(False, "resume from the newest checkpoint in output_dir")
     overwrite: bool = opt(False, "replace a non-empty output_dir (otherwise that is an error)")
     time_budget_minutes: float = opt(
-        0.0, "stop cleanly after this many minutes (0: none); with max_steps -1 the learning rate "
+        0.0, "stop cleanly after this many minutes of training and final dev loss (0: none): training ends early "
+        "enough to leave the dev loss its time (loading and tokenizing come before); with max_steps -1 the learning rate "
         "decays (cosine to 10%) over whichever ends first, the budget or the planned steps", ge=0)
     dataloader_num_workers: int = opt(0, "data loader worker processes", ge=0)
     stop_file: str = opt("", "stop cleanly (and save) at the first step end where this file exists: the web "

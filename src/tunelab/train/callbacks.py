@@ -18,11 +18,14 @@ def peak_rss_mb() -> float:
 
 
 class ProgressBar(TrainerCallback):
-    def __init__(self, meter: TokenMeter, budget_s: float = 0.0):
+    def __init__(self, meter: TokenMeter, budget_s: float = 0.0, clock: "TimeBudget | None" = None):
         self.meter, self.budget_s, self.bar, self.loss = meter, budget_s, None, None
+        self.clock = clock  # its dev-loss reserve shortens the training the budget allows
 
     def on_train_begin(self, args, state, control, **kw):
-        self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="train",
+        # with a budget the planned steps say nothing of the end (an epoch may take a day): no total, so no
+        # ETA, until the first step's pace sizes the bar to what the budget allows
+        self.bar = tqdm(total=None if self.budget_s else state.max_steps, initial=state.global_step, desc="train",
                         unit="step", dynamic_ncols=True)
         self.meter.start = time.time()
         self.meter.tokens = 0
@@ -36,9 +39,11 @@ class ProgressBar(TrainerCallback):
             postfix["budget_left"] = f"{max(self.budget_s - elapsed, 0) / 60:.1f}m"
             # the budget, not the epoch, ends this run: size the bar (and so its ETA) to the steps it allows
             done = state.global_step - self.bar.initial
-            if done >= 3 and elapsed > 0:
-                expected = self.bar.initial + int(done / elapsed * self.budget_s)
+            if done >= 1 and elapsed > 0:
+                usable = self.budget_s - (self.clock.dev_estimate_s() if self.clock else 0.0)
+                expected = self.bar.initial + int(done / elapsed * max(usable, 0.0))
                 self.bar.total = max(state.global_step, min(state.max_steps, expected))
+                self.bar.refresh()
         self.bar.set_postfix(postfix, refresh=False)
 
     def on_log(self, args, state, control, logs=None, **kw):
@@ -67,14 +72,33 @@ class MetricsLog(TrainerCallback):
         append_jsonl(self.path, row)
 
 
-class TimeBudget(TrainerCallback):
-    """Stop cleanly (and save) once the wall-clock budget is spent."""
+# A dev-loss token costs a forward pass only; a training token a forward and a backward pass: about twice
+# as much with a frozen base (erring long, so the dev loss ends inside the budget).
+FORWARD_SPEEDUP = 2.0
 
-    def __init__(self, budget_s: float, meter: TokenMeter):
+
+class TimeBudget(TrainerCallback):
+    """Stop cleanly (and save) once the wall-clock budget is spent, leaving time for the final dev loss:
+    training stops when the time spent plus the dev loss's estimate (its tokens at the training pace measured
+    after the first step, x FORWARD_SPEEDUP) reaches the budget."""
+
+    def __init__(self, budget_s: float, meter: TokenMeter, dev_tokens: int = 0):
         self.budget_s, self.meter, self.hit = budget_s, meter, False
+        self.dev_tokens = dev_tokens
+        self.mark: tuple[float, int] | None = None  # (time, tokens) at the end of the first step
+
+    def dev_estimate_s(self) -> float:
+        """Seconds the final dev loss should take, from the pace since the first step (whose one-off set-up
+        would overstate it); 0 until a step after it has been timed."""
+        if not self.dev_tokens or self.mark is None or self.meter.tokens <= self.mark[1]:
+            return 0.0
+        rate = (self.meter.tokens - self.mark[1]) / max(time.time() - self.mark[0], 1e-9)
+        return self.dev_tokens / (rate * FORWARD_SPEEDUP)
 
     def on_step_end(self, args, state, control, **kw):
-        if self.budget_s and time.time() - self.meter.start >= self.budget_s:
+        if self.mark is None:
+            self.mark = (time.time(), self.meter.tokens)
+        if self.budget_s and time.time() - self.meter.start + self.dev_estimate_s() >= self.budget_s:
             self.hit = True
             control.should_training_stop = True
         return control
@@ -91,3 +115,20 @@ class StopFile(TrainerCallback):
             self.hit = True
             control.should_training_stop = True
         return control
+
+
+class DevLossBar(TrainerCallback):
+    """A progress bar over the dev-loss batches (evaluation runs forward passes for minutes on a CPU)."""
+
+    def __init__(self, batches: int):
+        self.batches, self.bar = batches, None
+
+    def on_prediction_step(self, args, state, control, **kw):
+        if self.bar is None:
+            self.bar = tqdm(total=self.batches, desc="dev loss", unit="batch", dynamic_ncols=True, leave=False)
+        self.bar.update(1)
+
+    def on_evaluate(self, args, state, control, **kw):
+        if self.bar is not None:
+            self.bar.close()
+        self.bar = None

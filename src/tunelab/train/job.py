@@ -15,9 +15,10 @@ from tunelab.data.collate import PackCollator, PadCollator
 from tunelab.data.dataset import data_files
 from tunelab.methods import parameter_report
 from tunelab.models.attention import packed_attention
+from tunelab.models.load import portable_name
 from tunelab.models.rope import rope_record
 from tunelab.models.weights import weight_checksums
-from tunelab.train.callbacks import MetricsLog, ProgressBar, StopFile, TimeBudget, peak_rss_mb
+from tunelab.train.callbacks import DevLossBar, MetricsLog, ProgressBar, StopFile, TimeBudget, peak_rss_mb
 from tunelab.train.checkpoints import (
     CheckpointMarker,
     Progress,
@@ -70,7 +71,8 @@ def _training_args(cfg: Config, device: str, has_dev: bool, method_overrides: di
 
 def run_inputs(cfg: Config) -> list[str]:
     """The files a training job reads: its output may be none of them, nor hold them."""
-    return [*data_files(cfg.data.train_file), *data_files(cfg.data.dev_file), *([cfg.data.db] if cfg.data.db else [])]
+    return [*data_files(cfg.data.train_file), *data_files(cfg.data.train_files), *data_files(cfg.data.dev_file),
+            *([cfg.data.db] if cfg.data.db else [])]
 
 
 def train(cfg: Config | dict | str) -> dict:
@@ -83,9 +85,13 @@ def train(cfg: Config | dict | str) -> dict:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
-    if not cfg.data.train_file:
+    if not cfg.data.train_file and not cfg.data.train_files:
         raise ConfigError("data.train_file is empty; set it in the config or with --data.train_file=PATH")
+    if cfg.data.train_files and task.name != "sft":
+        raise ConfigError(f"data.train_files (a weighted mix) is read by the sft task only; {task.name} reads "
+                          "data.train_file")
     check_output(cfg.train.output_dir, run_inputs(cfg), "train.output_dir")
+    RunDir.check_free(cfg.train.output_dir, cfg.train.overwrite, cfg.train.resume)  # before minutes of loading
     if cfg.train.gradient_checkpointing and cfg.train.activation_memory_mb:
         raise ConfigError("train.gradient_checkpointing=true checkpoints every layer; train.activation_memory_mb "
                           "checkpoints only what a batch needs: set one of them")
@@ -148,7 +154,9 @@ def train(cfg: Config | dict | str) -> dict:
     # checkpoints are rotated by CheckpointMarker once marked complete, not by HF before that
     keep_checkpoints, args.save_total_limit = args.save_total_limit, None
     meter = TokenMeter()
-    clock = TimeBudget(cfg.train.time_budget_minutes * 60, meter)
+    # the budget covers the final dev loss too: training stops early enough to leave it its time
+    dev_tokens = sum(len(r["input_ids"]) for r in dev_rows) if dev_rows is not None else 0
+    clock = TimeBudget(cfg.train.time_budget_minutes * 60, meter, dev_tokens)
     stop_file = StopFile(cfg.train.stop_file)
     # bf16 kernels (oneDNN on a CPU) are built and cached per shape: bucketed lengths reuse them
     pad_multiple = cfg.data.pad_to_multiple_of or (64 if precision == "bf16" else 1)
@@ -158,9 +166,12 @@ def train(cfg: Config | dict | str) -> dict:
         model=model, args=args, train_dataset=prepared.train_rows, eval_dataset=dev_rows, data_collator=collator,
         meter=meter, time_budget_s=clock.budget_s, activation_budget=budget, causal=prepared.causal,
         target_only=cfg.train.target_only_logits,
-        callbacks=[ProgressBar(meter, clock.budget_s), MetricsLog(run_dir / "metrics.jsonl", meter, base), clock, stop_file,
+        callbacks=[ProgressBar(meter, clock.budget_s, clock), MetricsLog(run_dir / "metrics.jsonl", meter, base), clock,
+                   stop_file,
                    CheckpointMarker(meter, base, keep_checkpoints or 0),
-                   *(method.callbacks(model) if method.callbacks else [])],
+                   *(method.callbacks(model) if method.callbacks else []),
+                   *([DevLossBar(-(-len(dev_rows) // cfg.train.per_device_eval_batch_size))] if dev_rows is not None
+                     else [])],
     )
     trainer.remove_callback(PrinterCallback)  # our progress bar and metrics.jsonl replace its prints
     if cfg.train.gradient_checkpointing:
@@ -182,7 +193,8 @@ def train(cfg: Config | dict | str) -> dict:
     train_loss = whole_run_loss(base, result.training_loss, trainer.state.global_step)
     tokens = base.tokens + meter.tokens
     summary = {
-        "task": task.name, "base_model": cfg.model.name_or_path, "model_dir": str(prepared.model_dir),
+        # base_model: a preset name or an absolute path, found on any machine that has it; model_dir: this one's copy
+        "task": task.name, "base_model": portable_name(cfg.model.name_or_path), "model_dir": str(prepared.model_dir),
         "method": cfg.method.name, "adapter": method.adapter, **prepared.summary, **params,
         "threads": torch.get_num_threads(), "mixed_precision": precision, "bf16_measured": bf16_measured, "frozen_linears_bf16": stored_bf16,
         "steps": trainer.state.global_step, "train_loss": train_loss,

@@ -37,9 +37,10 @@ def register_reader(name: str, sniff: Callable[[Any], bool]):
 
 
 def read_rows(path: str | Path) -> Iterator[tuple[int, Any]]:
-    """Yield (line number, parsed row) from .jsonl, a .json list, .csv/.tsv (header row), or a
-    `datasets` directory. A row that cannot be parsed comes as a DataError (with the source text in
-    `.raw`) in place of the row, so callers choose to stop, skip or report it."""
+    """Yield (line number, parsed row) from .jsonl, a .json list, .csv/.tsv (header row), .parquet (row
+    number), or a `datasets` directory; a table's `messages`/`conversations`/`tools` cells are parsed as
+    JSON. A row that cannot be parsed comes as a DataError (with the source text in `.raw`) in place of
+    the row, so callers choose to stop, skip or report it."""
     path = Path(path)
     if path.is_dir():
         yield from _dataset_dir_rows(path)
@@ -47,7 +48,10 @@ def read_rows(path: str | Path) -> Iterator[tuple[int, Any]]:
     if not path.is_file():
         raise DataError(f"{path}: data file not found")
     if path.suffix.lower() in (".csv", ".tsv"):
-        yield from _csv_rows(path)
+        yield from (_json_cells(n, row) for n, row in _csv_rows(path))
+        return
+    if path.suffix.lower() == ".parquet":
+        yield from (_json_cells(n, row) for n, row in _parquet_rows(path))
         return
     text = _read_utf8(path)
     if path.suffix.lower() == ".json":
@@ -127,6 +131,41 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
         except UnicodeDecodeError:
             _read_utf8(path)  # raises the DataError that names the line
             raise
+
+
+# Columns of a table (CSV, parquet) that hold JSON: a `messages` cell is a JSON list in a CSV file.
+JSON_COLUMNS = ("messages", "conversations", "tools")
+
+
+def _json_cells(lineno: int, row: Any) -> tuple[int, Any]:
+    """A table row with its JSON columns parsed (a cell that is not JSON: a DataError naming the column)."""
+    if not isinstance(row, dict):
+        return lineno, row
+    for col in JSON_COLUMNS:
+        cell = row.get(col)
+        if isinstance(cell, str) and cell.strip():
+            try:
+                row[col] = json.loads(cell)
+            except (ValueError, RecursionError) as e:
+                err = DataError(f"column '{col}': not valid JSON ({str(e)[:120]})")
+                err.raw = cell[:500]
+                return lineno, err
+    return lineno, row
+
+
+def _parquet_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    """Rows of a parquet file as dicts, numbered from 1 (nested columns come as lists and dicts)."""
+    try:
+        import pyarrow.parquet as pq
+
+        table = pq.ParquetFile(path)
+    except Exception as e:  # pyarrow's errors name no file: say which one and why
+        raise DataError(f"{path}: not a readable parquet file ({str(e)[:200]})") from None
+    n = 0
+    for batch in table.iter_batches(batch_size=1024):
+        for row in batch.to_pylist():
+            n += 1
+            yield n, row
 
 
 def _dataset_dir_rows(path: Path) -> Iterator[tuple[int, Any]]:

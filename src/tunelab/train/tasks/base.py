@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from tunelab.config import Config
 from tunelab.data.cache import cache_key, load_or_build
-from tunelab.data.dataset import data_name, encode_rows
+from tunelab.data.dataset import data_files, data_name, encode_rows, mix_weights
 from tunelab.data.render import Renderer
 from tunelab.data.template import ChatTemplate, get_template
 from tunelab.methods import Method, TrainContext, get_method
@@ -90,9 +90,10 @@ def tokenized(path: str | list[str], data, data_cfg, renderer: Renderer):
 
     if not data_cfg.cache:
         return build()
-    key = cache_key(path, renderer.tokenizer, renderer.template.name, data_cfg.system_prompt, data_cfg.max_length,
-                    tool_results=data_cfg.tool_results, format=data_cfg.format,
-                    skip_invalid=data_cfg.skip_invalid, max_samples=data_cfg.max_samples)
+    mix = mix_weights(path)  # data.train_files: the weights shape the rows too
+    key = cache_key(data_files(path), renderer.tokenizer, renderer.template.name, data_cfg.system_prompt,
+                    data_cfg.max_length, tool_results=data_cfg.tool_results, format=data_cfg.format,
+                    skip_invalid=data_cfg.skip_invalid, max_samples=data_cfg.max_samples, **({"mix": mix} if mix else {}))
     rows, stats, hit, saved = load_or_build(key, build, cache_dir() / "datasets")
     if hit:
         log.info(f"{data_name(path)}: tokenized rows from the cache ({saved:.1f} s of tokenization saved)")

@@ -5,17 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from tunelab.config import Config
-from tunelab.data.dataset import data_files, read_data
+from tunelab.data.dataset import data_files, read_data, train_source
 from tunelab.data.tools import merge_specs, tools_of
 from tunelab.train.tasks.base import Prepared, Task, apply_method, dev_config, load_causal, register_task, tokenized
 from tunelab.utils.log import log
 
 
 def prepare(cfg: Config, device: str) -> Prepared:
-    train_data = read_data(cfg.data.train_file, cfg.data)  # bad data fails before a model loads
+    source = train_source(cfg.data)  # data.train_files (a weighted mix) or data.train_file
+    train_data = read_data(source, cfg.data)  # bad data fails before a model loads
     dev_data = read_data(cfg.data.dev_file, dev_config(cfg)) if cfg.data.dev_file else None
     method, model, tokenizer, model_dir, template, renderer = load_causal(cfg, device)
-    train_rows, train_stats = tokenized(cfg.data.train_file, train_data, cfg.data, renderer)
+    train_rows, train_stats = tokenized(source, train_data, cfg.data, renderer)
     log.info(train_stats.line(f"train data ({template.name} template)"))
     dev_rows = None
     if dev_data is not None:
