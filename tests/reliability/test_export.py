@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -79,8 +80,8 @@ def test_gguf_uncovered_architecture_is_one_line_and_writes_nothing(runs, tmp_pa
     monkeypatch.setattr(gguf_write, "ARCHS", {"gemma3_text": gguf_write.ARCHS["gemma3_text"]})
     assert main(["export", str(runs["llama"]), "--gguf", str(tmp_path / "m.gguf")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["tunelab: error: --gguf: architecture 'llama' is not covered by the GGUF writer; "
-                   "covered: gemma3_text"]
+    assert err == [("tunelab: error: --gguf: architecture 'llama' is not covered by the GGUF writer; "
+                    "covered: gemma3_text")]
     assert list(tmp_path.iterdir()) == []
 
 
@@ -88,7 +89,7 @@ def test_gguf_write_failure_leaves_no_file(runs, tmp_path, monkeypatch):
     from tunelab.infer import export, gguf_write
 
     def broken(model, path, quant, metadata):
-        open(path, "wb").write(b"GGUF half")
+        Path(path).write_bytes(b"GGUF half")
         raise OSError(28, "No space left on device", str(path))
 
     monkeypatch.setattr(gguf_write, "write_gguf", broken)
@@ -231,3 +232,23 @@ def test_a_card_huggingface_hub_rejects_is_a_config_error():
     bad = "---\nmodel-index:\n- name: x\n  results:\n  - task: {}\n---\n# x\n"
     with pytest.raises(ConfigError, match="model card: huggingface_hub rejects it"):
         validate_card(bad)
+
+
+def test_serve_warns_once_per_model_whose_served_prompt_differs(tiny_llama, monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from tunelab.cli.serve import warn_template_mismatch
+    from tunelab.data.render import Renderer
+    from tunelab.data.template import get_template
+    from tunelab.infer import template_check
+    from tunelab.models.load import load_tokenizer
+
+    tok = load_tokenizer(tiny_llama)
+    engine = SimpleNamespace(renderer=Renderer(get_template("chatml", tok), tok, ""))
+    engines = SimpleNamespace(names=["base", "hotel"], engine_for=lambda name: engine)
+    warn_template_mismatch(engines)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(template_check.codec, "messages_to_turns", lambda m, strict=False: [])
+    warn_template_mismatch(engines)
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[:3] for line in lines] == [["tunelab", " warning", " base"], ["tunelab", " warning", " hotel"]]

@@ -64,9 +64,8 @@ def card_text(run_dir: str | Path, merged: bool, figures: list[str]) -> str:
         tags=["tunelab", method, cfg.data.domain] if cfg.data.domain else ["tunelab", method],
         model_name=run.path.name if results else None, eval_results=results or None)
     recipe = yaml.safe_dump(json.loads(json.dumps(_recipe(cfg, hub_id))), allow_unicode=True, sort_keys=False)
-    lines = [f"# {run.path.name}", "",
-             f"A {method} fine-tune of `{hub_id}` made with tunelab"
-             + (" (adapter merged into the weights)." if merged else " (a PEFT adapter; load it on the base model)."),
+    what = " (adapter merged into the weights)." if merged else " (a PEFT adapter; load it on the base model)."
+    lines = [f"# {run.path.name}", "", f"A {method} fine-tune of `{hub_id}` made with tunelab{what}",
              "", "## Use", "", "```python", _usage(merged, hub_id), "```", "",
              f"Chat template: tunelab `{summary.get('template', cfg.data.template)}`, shipped as the tokenizer's "
              "`chat_template` (tool results as the run read them: `data.tool_results: "
@@ -121,5 +120,5 @@ def validate_card(text: str) -> None:
     try:
         card = ModelCard(text)  # parses the YAML and the model-index; raises on bad metadata
         card.data.to_dict()
-    except Exception as e:  # huggingface_hub raises ValueError and yaml errors alike
+    except Exception as e:  # noqa: BLE001  huggingface_hub raises ValueError, TypeError and yaml errors alike
         raise ConfigError(f"model card: huggingface_hub rejects it ({type(e).__name__}: {str(e)[:300]})") from None

@@ -88,7 +88,7 @@ def push_folder(folder: Path, repo_id: str) -> str:
             "print(api.upload_folder(repo_id=sys.argv[1], folder_path=sys.argv[2]))")
     try:
         proc = subprocess.run([sys.executable, "-c", code, repo_id, str(folder)], env=env, capture_output=True,
-                              text=True, timeout=PUSH_TIMEOUT_S)
+                              text=True, timeout=PUSH_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
         return f"not pushed to {repo_id}: no answer from the hub within {PUSH_TIMEOUT_S} s; the folder {folder} is ready"
     if proc.returncode != 0:

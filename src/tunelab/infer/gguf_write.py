@@ -7,9 +7,9 @@ so `transformers` (and so tunelab's GGUF import) reads the file back into the sa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
