@@ -75,9 +75,24 @@ def cmd_score(args, overrides: list[str]) -> int:
 
 
 def cmd_export(args, overrides: list[str]) -> int:
-    from tunelab.infer.export import export_merged
+    from tunelab.infer.export import export_gguf, export_merged
 
-    print(export_merged(args.run_dir, args.merge, trust_remote_code=args.trust_remote_code))
+    if args.gguf:
+        result = export_gguf(args.run_dir, args.gguf, quant=args.quant, check_prompts=args.check_prompts,
+                             trust_remote_code=args.trust_remote_code)
+        print(result["path"])
+        if result["round_trip"] is not None:
+            print(result["round_trip"].line(args.quant))
+        return 0
+    print(export_merged(args.run_dir, args.merge, trust_remote_code=args.trust_remote_code, dtype=args.dtype))
+    return 0
+
+
+def cmd_publish(args, overrides: list[str]) -> int:
+    from tunelab.evaluate.publish import publish
+
+    print(publish(args.run_dir, args.out_dir, merged=args.merged, push=args.push,
+                  trust_remote_code=args.trust_remote_code))
     return 0
 
 
@@ -131,11 +146,27 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--out", default=None, help="write OUT.md and OUT.png")
     k.add_argument("--eval", default=None, help="which eval-* dir of each run (default: the newest)")
     k.set_defaults(fn=cmd_compare)
-    x = sub.add_parser("export", help="merge a run's adapter into the base weights: a standalone model dir")
+    x = sub.add_parser("export", help="merge a run's adapter into the base weights: a standalone model dir or GGUF")
     x.add_argument("run_dir")
-    x.add_argument("--merge", required=True, metavar="OUT", help="output model directory")
+    where = x.add_mutually_exclusive_group(required=True)
+    where.add_argument("--merge", metavar="OUT", help="output model directory (transformers, with chat template)")
+    where.add_argument("--gguf", metavar="OUT.gguf", help="output GGUF file (llama.cpp / Ollama), checked by a round trip")
+    x.add_argument("--dtype", default="fp32", help="--merge weights: fp32, bf16 or fp16")
+    x.add_argument("--quant", default="f16", help="--gguf weights: f16 or q8_0")
+    x.add_argument("--check-prompts", type=int, default=4, metavar="N",
+                   help="--gguf: compare greedy generations of the GGUF read back with the merged model on N prompts "
+                        "(0: skip)")
     x.add_argument("--trust-remote-code", action="store_true", help=TRUST_HELP)
     x.set_defaults(fn=cmd_export)
+    pb = sub.add_parser("publish", help="a model-hub folder: adapter or merged weights, tokenizer, chat template, "
+                        "model card")
+    pb.add_argument("run_dir")
+    pb.add_argument("out_dir", help="new (or empty) output directory")
+    pb.add_argument("--merged", action="store_true", help="merged weights instead of the adapter")
+    pb.add_argument("--push", metavar="REPO_ID", default=None,
+                    help="upload to the hub with huggingface_hub (needs a token and a network)")
+    pb.add_argument("--trust-remote-code", action="store_true", help=TRUST_HELP)
+    pb.set_defaults(fn=cmd_publish)
     add_hotel_parser(sub)
     add_data_parser(sub)
     add_serve_parser(sub)

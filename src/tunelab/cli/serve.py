@@ -32,10 +32,21 @@ def cmd_serve(args, overrides: list[str]) -> int:
               file=sys.stderr)
     engines = MultiEngine.load(args.run_dirs, args.device, trust_remote_code=args.trust_remote_code, db=args.db,
                                base_model=args.base_model)
+    warn_template_mismatch(engines)
     app = create_app(engines, cfg, tools=tools)
     print(f"models: {', '.join(engines.names)}; OpenAI base URL: http://{cfg.host}:{cfg.port}/v1", flush=True)
     run_server(app, cfg.host, cfg.port)
     return 0
+
+
+def warn_template_mismatch(engines) -> None:
+    """One warning line per served model whose prompts, built from OpenAI messages, are not the training ids."""
+    from tunelab.infer.template_check import served_mismatch
+
+    for name in engines.names:
+        problem = served_mismatch(engines.engine_for(name).renderer)
+        if problem:
+            print(f"tunelab: warning: {name}: {problem}", file=sys.stderr)
 
 
 def cmd_webui(args, overrides: list[str]) -> int:
