@@ -72,7 +72,8 @@ def _training_args(cfg: Config, device: str, has_dev: bool, method_overrides: di
 
 def run_inputs(cfg: Config) -> list[str]:
     """The files a training job reads: its output may be none of them, nor hold them."""
-    return [*data_files(cfg.data.train_file), *data_files(cfg.data.dev_file), *([cfg.data.db] if cfg.data.db else [])]
+    return [*data_files(cfg.data.train_file), *data_files(cfg.data.dev_file), *([cfg.data.db] if cfg.data.db else []),
+            *([cfg.model.adapter] if cfg.model.adapter else [])]  # the run a preference task starts from
 
 
 def train(cfg: Config | dict | str) -> dict:
