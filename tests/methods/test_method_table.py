@@ -106,3 +106,38 @@ def test_export_merged_generates_like_base_plus_adapter(name, tiny_llama, sample
         lb = merged(input_ids=ids).logits
     assert torch.equal(a, b)
     torch.testing.assert_close(la, lb, rtol=1e-4, atol=1e-4)
+
+
+# preference tasks x model family (lora): pairs the tiny model can learn to rank
+PREF_TASKS = {"dpo": 3e-3, "orpo": 3e-3, "simpo": 3e-3, "kto": 3e-3}
+
+
+def _pref_rows(task: str) -> list[dict]:
+    rows = [{"messages": [{"role": "user", "content": f"电话是多少？{i}"}], "chosen": f"电话是010-6512889{i}。",
+             "rejected": "不客气"} for i in range(8)]
+    if task != "kto":
+        return rows
+    return [{"messages": r["messages"], "completion": r[k], "label": k == "chosen"} for r in rows
+            for k in ("chosen", "rejected")]
+
+
+@pytest.mark.parametrize("family", ["tiny_llama", "tiny_gemma"])
+@pytest.mark.parametrize("task", list(PREF_TASKS))
+def test_preference_task_trains_and_ranks(task, family, request, tmp_path):
+    from tests.conftest import write_jsonl
+
+    data = write_jsonl(tmp_path / "prefs.jsonl", _pref_rows(task))
+    cfg = {"model": {"name_or_path": str(request.getfixturevalue(family))},
+           "data": {"task": task, "train_file": str(data), "max_length": 128},
+           "method": {"name": "lora", "r": 16, "alpha": 32, "dropout": 0.0},
+           "train": {"output_dir": str(tmp_path / "run"), "max_steps": 12, "learning_rate": PREF_TASKS[task],
+                     "per_device_train_batch_size": 2, "lr_scheduler_type": "constant", "logging_steps": 1, "seed": 0}}
+    summary = train(cfg)
+    rows = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in rows if "loss" in r]
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3, f"{task} on {family}: loss did not fall: {losses}"
+    rewards = summary["dev_metrics"]  # the last logged reward columns
+    assert rewards["rewards/chosen"] > rewards["rewards/rejected"], rewards
+    assert not (tmp_path / "run" / "ref").exists()  # TRL's frozen reference copy is not saved
+    engine = load_engine(tmp_path / "run", device="cpu")  # the run chats like any LoRA run
+    assert engine.reply([Turn("user", content="电话是多少？1")], GenerationOptions(max_new_tokens=4)).role == "assistant"

@@ -15,7 +15,9 @@ def test_recipe_loads(path):
     cfg = load_config(path)
     assert cfg.method.name in METHODS
     if path.name.startswith("hotel_"):
-        assert path.stem.removesuffix("_gpu") == f"hotel_{cfg.method.name}" and cfg.data.domain == "hotel"
+        # a method's SFT recipe is named after its method, a preference task's (hotel_dpo ...) after its task
+        named = cfg.method.name if cfg.data.task == "sft" else cfg.data.task
+        assert path.stem.removesuffix("_gpu") == f"hotel_{named}" and cfg.data.domain == "hotel"
     if cfg.data.domain:  # a domain's recipe uses its default system prompt, as chat and serve will
         from tunelab.domains import get_domain
 
@@ -23,5 +25,5 @@ def test_recipe_loads(path):
 
 
 def test_every_method_has_a_hotel_recipe():
-    assert {p.stem.removeprefix("hotel_").removesuffix("_gpu") for p in RECIPES if p.name.startswith("hotel_")} == set(
-        METHODS)
+    assert {p.stem.removeprefix("hotel_").removesuffix("_gpu") for p in RECIPES
+            if p.name.startswith("hotel_") and load_config(p).data.task == "sft"} == set(METHODS)

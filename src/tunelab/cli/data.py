@@ -70,6 +70,13 @@ def add_data_parser(sub) -> None:
     y.add_argument("--out", required=True, metavar="OUTDIR")
     y.set_defaults(fn=cmd_synth)
 
+    pe = ds.add_parser("prefs-from-eval", help="preference pairs from an evaluation: wrong predictions rejected, "
+                       "gold chosen (for data.task dpo/orpo/simpo)")
+    pe.add_argument("predictions", help="RUN/eval-*/predictions.jsonl written by `tunelab evaluate`")
+    pe.add_argument("--out", required=True, metavar="OUT.jsonl")
+    pe.add_argument("--data", default=None, help="the evaluated data file, when it moved since the evaluation")
+    pe.set_defaults(fn=cmd_prefs_from_eval)
+
     t = ds.add_parser("stats", help="token lengths, turns per dialog, labels, truncation at --max-length")
     t.add_argument("file")
     t.add_argument("--model", default=None, help="preset or model dir (default: count characters)")
@@ -215,6 +222,18 @@ def cmd_synth(args: argparse.Namespace, overrides) -> int:
     from tunelab.domains.data import synthesize_splits
 
     _print(synthesize_splits(get_domain(args.domain), args.n, args.seed, check_db(args.db), args.out))
+    return 0
+
+
+def cmd_prefs_from_eval(args: argparse.Namespace, overrides) -> int:
+    from tunelab.evaluate.prefs_from_eval import prefs_from_predictions
+    from tunelab.utils.io import write_jsonl
+    from tunelab.utils.safety import check_output
+
+    check_output(args.out, [args.predictions, *([args.data] if args.data else [])], "--out")
+    pairs, report = prefs_from_predictions(args.predictions, args.data)
+    write_jsonl(args.out, pairs)
+    _print({**report, "out": args.out})
     return 0
 
 

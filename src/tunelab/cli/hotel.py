@@ -38,6 +38,14 @@ def add_hotel_parser(sub) -> None:
     y.add_argument("--out", default="data/hotel")
     y.set_defaults(fn=cmd_synth)
 
+    p = hs.add_parser("prefs", help="preference pairs: the correct search or reply chosen, a realistic mistake "
+                      "rejected (dropped facility, price bounds swapped, stale records, unknown hotel, wrong phone/price)")
+    p.add_argument("--db", default="data/hotel/hotels.db")
+    p.add_argument("--n", type=POSITIVE, default=1000, help="pairs to write")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="data/hotel/prefs.jsonl")
+    p.set_defaults(fn=cmd_prefs)
+
     c = hs.add_parser("import-crosswoz", help="convert the hotel part of CrossWOZ dialogs (.json or .zip)")
     c.add_argument("file")
     c.add_argument("--db", default=None, help="hotel DB for the search records, for real dialogs the one built by "
@@ -106,4 +114,16 @@ def cmd_import(args: argparse.Namespace, overrides) -> int:
     else:
         write_jsonl(args.out, dialogs)
     print(json.dumps({**report, "out": args.splits or args.out}, ensure_ascii=False, indent=1, default=str))
+    return 0
+
+
+def cmd_prefs(args: argparse.Namespace, overrides) -> int:
+    from tunelab.domains.hotel.prefs import preference_pairs
+    from tunelab.utils.io import write_jsonl
+    from tunelab.utils.safety import check_output
+
+    check_output(args.out, [args.db], "--out")
+    pairs, report = preference_pairs(args.db, args.n, args.seed)
+    write_jsonl(args.out, pairs)
+    print(json.dumps({**report, "out": args.out}, ensure_ascii=False, indent=1))
     return 0

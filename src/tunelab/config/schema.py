@@ -39,12 +39,16 @@ class ModelConfig:
         "auto", "auto (the model's default), eager, sdpa or flash_attention_2 (CUDA, flash-attn installed)")
     rope_scaling: RopeScaling = field(default_factory=RopeScaling, metadata={
         "help": "{type: linear|dynamic|yarn, factor: F}: train and run past the model's context window", "range": {}})
+    adapter: str = opt("", "a tunelab run (or PEFT adapter directory) on name_or_path to start from, e.g. the SFT run "
+                       "a preference task refines: its adapter trains on, a frozen copy is the reference")
 
 
 @dataclass
 class DataConfig:
-    task: Literal["sft", "classify"] = opt("sft", "sft (chat fine-tuning) or classify (`text`/`label` rows from CSV, JSONL or JSON; "
-                    "an encoder gets a classification head, a causal LM learns the label as its answer)")
+    task: Literal["sft", "classify", "dpo", "orpo", "simpo", "kto"] = opt(
+        "sft", "sft (chat fine-tuning), classify (`text`/`label` rows from CSV, JSONL or JSON; an encoder gets a "
+        "classification head, a causal LM learns the label as its answer), or a preference task on TRL: dpo, orpo, "
+        "simpo (`prompt`/`messages` + `chosen`/`rejected` rows) or kto (`messages` + `completion` + boolean `label`)")
     labels: list[str] = opt([], "classify: the label set in a fixed order; empty: the sorted labels of train_file")
     train_file: str | list[str] = opt("", "training data: JSONL/JSON file (or a `datasets` directory), or a list of "
                                       "them whose rows are concatenated (sft), e.g. synthetic + real dialogs")
@@ -169,6 +173,17 @@ class ServeConfig:
 
 
 @dataclass
+class PreferenceConfig:
+    """The preference tasks (data.task dpo, orpo, simpo, kto), on TRL's trainers."""
+
+    beta: float = opt(0.1, "dpo/kto: how far from the reference the policy may move (KL weight); orpo: the odds-"
+                      "ratio weight lambda; simpo: the reward scale", gt=0)
+    simpo_gamma: float = opt(0.5, "simpo: target reward margin", ge=0)
+    desirable_weight: float = opt(1.0, "kto: loss weight of desirable completions (raise it when they are fewer)", gt=0)
+    undesirable_weight: float = opt(1.0, "kto: loss weight of undesirable completions", gt=0)
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -176,3 +191,4 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    pref: PreferenceConfig = field(default_factory=PreferenceConfig)

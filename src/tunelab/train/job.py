@@ -39,8 +39,10 @@ from tunelab.utils.safety import check_output
 
 
 def _training_args(cfg: Config, device: str, has_dev: bool, method_overrides: dict, precision: str,
-                   output_dir: Path):
+                   output_dir: Path, args_cls=None, task_args: dict | None = None):
     from transformers import TrainingArguments
+
+    args_cls = args_cls or TrainingArguments
 
     t = cfg.train
     eval_every = t.eval_steps if (has_dev and t.eval_steps) else 0
@@ -60,9 +62,10 @@ def _training_args(cfg: Config, device: str, has_dev: bool, method_overrides: di
         dataloader_pin_memory=device == "cuda", save_only_model=False,
     )
     kwargs.update(method_overrides)  # e.g. qlora's paged optimizer on CUDA
+    kwargs.update(task_args or {})  # a task's own trainer fields (a preference task's beta ...)
     kwargs.update(t.extra)
     try:
-        return TrainingArguments(**kwargs)
+        return args_cls(**kwargs)
     except TypeError as e:
         raise ConfigError(f"train.extra: {e} (keys must be TrainingArguments names)") from None
     except ValueError as e:
@@ -72,7 +75,8 @@ def _training_args(cfg: Config, device: str, has_dev: bool, method_overrides: di
 def run_inputs(cfg: Config) -> list[str]:
     """The files a training job reads: its output may be none of them, nor hold them."""
     return [*data_files(cfg.data.train_file), *data_files(cfg.data.train_files), *data_files(cfg.data.dev_file),
-            *([cfg.data.db] if cfg.data.db else [])]
+            *([cfg.data.db] if cfg.data.db else []),
+            *([cfg.model.adapter] if cfg.model.adapter else [])]  # the run a preference task starts from
 
 
 def train(cfg: Config | dict | str) -> dict:
@@ -138,7 +142,9 @@ def train(cfg: Config | dict | str) -> dict:
              f"{params['total_params']:,} parameters ({params['trainable_percent']}%)")
     overrides = method.train_overrides(device) if method.train_overrides else {}
     dev_rows = prepared.dev_rows
-    _training_args(cfg, device, dev_rows is not None, overrides, precision, Path(cfg.train.output_dir))  # checked
+    task_args = dict(args_cls=prepared.args_cls, task_args=prepared.task_args)
+    _training_args(cfg, device, dev_rows is not None, overrides, precision, Path(cfg.train.output_dir),
+                   **task_args)  # checked
     log.info(f"mixed precision: {precision} ({cfg.train.mixed_precision} on {device}"
              + (f", bf16 measured {bf16_measured['ratio']}x fp32" if bf16_measured else "") + ")"
              + (f"; {stored_bf16} frozen linear layers stored in bf16" if stored_bf16 else ""))
@@ -149,7 +155,7 @@ def train(cfg: Config | dict | str) -> dict:
     checkpoint, base = resume_point(run_dir) if cfg.train.resume else (None, Progress())
     if checkpoint is not None:
         trim_metrics(run_dir / "metrics.jsonl", base.step)  # the resumed run logs the later steps again
-    args = _training_args(cfg, device, dev_rows is not None, overrides, precision, run_dir)
+    args = _training_args(cfg, device, dev_rows is not None, overrides, precision, run_dir, **task_args)
     run.write_config(cfg)
     # checkpoints are rotated by CheckpointMarker once marked complete, not by HF before that
     keep_checkpoints, args.save_total_limit = args.save_total_limit, None
@@ -162,7 +168,7 @@ def train(cfg: Config | dict | str) -> dict:
     pad_multiple = cfg.data.pad_to_multiple_of or (64 if precision == "bf16" else 1)
     collator = prepared.collator or (
         PackCollator() if cfg.data.packing else PadCollator(tokenizer.pad_token_id, pad_multiple))
-    trainer = SFTTrainer(
+    trainer = (prepared.trainer_factory or SFTTrainer)(
         model=model, args=args, train_dataset=prepared.train_rows, eval_dataset=dev_rows, data_collator=collator,
         meter=meter, time_budget_s=clock.budget_s, activation_budget=budget, causal=prepared.causal,
         target_only=cfg.train.target_only_logits,
@@ -188,6 +194,8 @@ def train(cfg: Config | dict | str) -> dict:
     # 4. save: adapter in PEFT format (whole weights for full/freeze), tokenizer, plot, and run.json last:
     # a run dir without run.json is not finished (a resumed run's old run.json goes before its adapter changes)
     run.unfinish()
+    if prepared.before_save is not None:
+        prepared.before_save(model)
     model.save_pretrained(run_dir)
     tokenizer.save_pretrained(run_dir)
     train_loss = whole_run_loss(base, result.training_loss, trainer.state.global_step)

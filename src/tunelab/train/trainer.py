@@ -45,6 +45,32 @@ class TokenMeter:
         return self.tokens / max(time.time() - self.start, 1e-9)
 
 
+def budget_scheduler(trainer, num_training_steps: int, optimizer=None):
+    """The time-budget schedule of `SFTTrainer.create_scheduler` for any Trainer with a `time_budget_s`
+    (the preference tasks' TRL trainers too), set as trainer.lr_scheduler; None where the args' own applies."""
+    constant = str(trainer.args.lr_scheduler_type).split(".")[-1].lower().startswith("constant")
+    if not (trainer.time_budget_s and trainer.lr_scheduler is None) or constant:
+        return None
+    import math
+
+    from torch.optim.lr_scheduler import LambdaLR
+
+    warmup, floor, start = trainer.args.warmup_steps, 0.1, []
+
+    def factor(step: int) -> float:
+        if not start and step > 0:
+            start.append(time.time())  # the clock starts at the first optimizer step, not at set-up
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        by_time = (time.time() - start[0]) / trainer.time_budget_s if start else 0.0
+        by_steps = (step - warmup) / max(num_training_steps - warmup - 1, 1)  # the last step: the floor
+        frac = min(max(by_time, by_steps), 1.0)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * frac))
+
+    trainer.lr_scheduler = LambdaLR(optimizer or trainer.optimizer, factor)
+    return trainer.lr_scheduler
+
+
 class SFTTrainer(Trainer):
     """Trainer whose loss projects to the vocabulary only where a label is supervised (causal rows), with a
     token meter and a time-based schedule; `causal=False` (an encoder's rows) keeps the model's own loss."""
@@ -72,27 +98,8 @@ class SFTTrainer(Trainer):
         A step-based schedule cut off by the budget would stop at a high learning rate, and a time-based one
         whose epochs end first would too; this one lands on its floor either way, however fast the machine.
         """
-        constant = str(self.args.lr_scheduler_type).split(".")[-1].lower().startswith("constant")
-        if not (self.time_budget_s and self.lr_scheduler is None) or constant:
-            return super().create_scheduler(num_training_steps, optimizer)
-        import math
-
-        from torch.optim.lr_scheduler import LambdaLR
-
-        warmup, floor, start = self.args.warmup_steps, 0.1, []
-
-        def factor(step: int) -> float:
-            if not start and step > 0:
-                start.append(time.time())  # the clock starts at the first optimizer step, not at set-up
-            if step < warmup:
-                return (step + 1) / (warmup + 1)
-            by_time = (time.time() - start[0]) / self.time_budget_s if start else 0.0
-            by_steps = (step - warmup) / max(num_training_steps - warmup - 1, 1)  # the last step: the floor
-            frac = min(max(by_time, by_steps), 1.0)
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * frac))
-
-        self.lr_scheduler = LambdaLR(optimizer or self.optimizer, factor)
-        return self.lr_scheduler
+        scheduler = budget_scheduler(self, num_training_steps, optimizer)
+        return scheduler if scheduler is not None else super().create_scheduler(num_training_steps, optimizer)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         # Accelerate's autocast wraps only model.forward, which the target-only loss goes around

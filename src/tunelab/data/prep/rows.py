@@ -17,6 +17,7 @@ from typing import Any
 
 from tunelab.data.readers import READERS, read_rows
 from tunelab.data.readers.base import sniff_format
+from tunelab.data.readers.preference import refuse_preference
 from tunelab.data.schema import Conversation, Turn, check_conversation
 from tunelab.data.template import compact_json
 from tunelab.utils.errors import ConfigError, DataError
@@ -126,6 +127,7 @@ def to_conversation(data: Any, fmt: str = "auto", check: bool = True) -> tuple[C
     name; DataError says why not."""
     if fmt != "auto" and fmt not in READERS:
         raise DataError(f"data format '{fmt}' is unknown; valid: auto, {', '.join(READERS)}")
+    refuse_preference(data)
     name = fmt if fmt != "auto" else sniff_format(data)
     if name is None:
         raise DataError(f"cannot tell the format of this row; valid formats: {', '.join(READERS)}")

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from tunelab.data.prefs import parse_pref
+from tunelab.data.readers.preference import pref_kind
 from tunelab.data.prep.rows import check_format, conversation_text, load_rows, to_conversation
 from tunelab.data.schema import Conversation
 from tunelab.data.tools import call_problems
@@ -93,6 +95,8 @@ def _row_problems(data: Any, error: str, fmt: str, max_chars: int, count_tokens,
                   report: Report) -> list[str]:
     if error:
         return [error]
+    if fmt == "auto" and (kind := pref_kind(data)) is not None:  # a preference row: its prompt + each answer
+        return _pref_problems(data, kind, max_chars, report)
     try:
         conv, name = to_conversation(data, fmt)
     except DataError as e:
@@ -109,4 +113,23 @@ def _row_problems(data: Any, error: str, fmt: str, max_chars: int, count_tokens,
         report.formats[name] += 1
         report.roles.update(t.role for t in conv.turns)
         report.turns_hist[len(conv.turns)] += 1
+    return problems
+
+
+def _pref_problems(data: Any, kind: str, max_chars: int, report: Report) -> list[str]:
+    """A preference row's faults (prompt roles out of order, bad answers, oversize); counted as format
+    `preference` (chosen/rejected) or `kto` (completion/label) when it has none."""
+    try:
+        row = parse_pref(data)
+    except DataError as e:
+        return [str(e)]
+    answers = [t for t in (row.chosen, row.rejected, row.completion) if t is not None]
+    problems = order_problems(Conversation([*row.prompt, answers[0]]))
+    n_chars = sum(len(conversation_text(Conversation([*row.prompt, t]))) for t in answers)
+    if max_chars and n_chars > max_chars:
+        problems.append(f"oversize: {n_chars} characters of text, over the limit of {max_chars} (--max-chars)")
+    if not problems:
+        report.formats["preference" if kind == "pair" else "kto"] += 1
+        report.roles.update(t.role for t in row.prompt)
+        report.turns_hist[len(row.prompt) + 1] += 1
     return problems

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from tunelab.data.readers.preference import refuse_preference
 from tunelab.data.schema import Conversation, check_conversation
 from tunelab.utils.errors import DataError
 
@@ -204,6 +205,7 @@ def read_conversations(
         try:
             if isinstance(row, DataError):
                 raise row
+            refuse_preference(row)
             name = fmt if fmt != "auto" else sniff_format(row)
             if name is None:
                 raise DataError(

@@ -41,6 +41,11 @@ class Prepared:
     state: dict = field(default_factory=dict)  # what the task's evaluate() needs again (labels, dev texts)
     precision: str = "no"  # set by the job: the autocast the model trains under
     frozen_bf16: int = 0  # set by the job: frozen linear layers stored in bf16 (the model needs autocast)
+    # a task on another Trainer (the preference tasks on TRL's): called with SFTTrainer's keyword arguments
+    trainer_factory: Callable | None = None
+    args_cls: Any = None  # the TrainingArguments subclass the trainer takes (TRL's DPOConfig ...); None: TrainingArguments
+    task_args: dict = field(default_factory=dict)  # the task's own fields of args_cls (beta, loss_type ...)
+    before_save: Callable | None = None  # (model) -> None, e.g. drop a frozen reference adapter before saving
 
 
 @dataclass(frozen=True)
