@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
 from tunelab.train.trainer import TokenMeter
+from tunelab.utils.dist import broadcast_object, world_size
 from tunelab.utils.io import append_jsonl
 
 
@@ -68,13 +69,22 @@ class MetricsLog(TrainerCallback):
 
 
 class TimeBudget(TrainerCallback):
-    """Stop cleanly (and save) once the wall-clock budget is spent."""
+    """Stop cleanly (and save) once the wall-clock budget is spent. Under torchrun rank 0's clock decides and
+    every rank gets its decision, so all stop after the same step (clocks differ; a rank left alone hangs)."""
 
     def __init__(self, budget_s: float, meter: TokenMeter):
         self.budget_s, self.meter, self.hit = budget_s, meter, False
 
+    def on_train_begin(self, args, state, control, **kw):
+        self.meter.start, self.meter.tokens = time.time(), 0  # on every rank (the progress bar is rank 0's)
+
     def on_step_end(self, args, state, control, **kw):
-        if self.budget_s and time.time() - self.meter.start >= self.budget_s:
+        if not self.budget_s:
+            return control
+        spent = time.time() - self.meter.start >= self.budget_s
+        if world_size() > 1:
+            spent = bool(broadcast_object(spent))
+        if spent:
             self.hit = True
             control.should_training_stop = True
         return control
