@@ -51,3 +51,29 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wandb_records(path: Path) -> list:
+    """The protobuf records of a wandb offline `run-*.wandb` file: wandb's LevelDB-style log (a 7-byte
+    header, then 32 KiB blocks of chunks: crc32, length, type; FULL=1, FIRST=2, MIDDLE=3, LAST=4).
+    wandb 0.31 ships no reader of its own; this is the format its own (Go) writer documents."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data, block, records, pos, buf = path.read_bytes(), 32768, [], 7, b""
+    assert data[:4] == b":W&B"
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:  # too short for a chunk header: padding up to the next block
+            pos += left
+            continue
+        length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
+        if kind == 0:
+            break
+        buf += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # FULL or LAST: a whole record
+            r = pb.Record()
+            r.ParseFromString(buf)
+            records.append(r)
+            buf = b""
+    return records

@@ -27,7 +27,9 @@ def set_tracking_env(cfg: Config, run_dir: Path) -> None:
     if "tensorboard" in backends:
         os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(Path(run_dir).resolve() / "tensorboard"))
     if "mlflow" in backends:
-        os.environ.setdefault("MLFLOW_TRACKING_URI", (Path(run_dir).resolve() / "mlruns").as_uri())
+        if "MLFLOW_TRACKING_URI" not in os.environ:  # a local file store: mlflow-skinny has no database driver
+            os.environ["MLFLOW_TRACKING_URI"] = (Path(run_dir).resolve() / "mlruns").as_uri()
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # mlflow 3 refuses it unless told
     if "wandb" in backends:
         os.environ.setdefault("WANDB_MODE", "offline")  # never blocks on a network
         os.environ.setdefault("WANDB_DIR", str(Path(run_dir).resolve()))
