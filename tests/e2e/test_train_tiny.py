@@ -162,7 +162,6 @@ def test_kfold_reports_mean_and_std(tiny_llama, sample_path, tmp_path):
 
 
 def test_row_weights_scale_the_loss(tiny_llama, sample_path):
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from tunelab.data.collate import PadCollator

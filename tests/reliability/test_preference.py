@@ -4,7 +4,6 @@ an SFT run; hotel pairs and eval pairs are valid preference rows."""
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 

@@ -8,6 +8,7 @@ import sys
 from tunelab.cli.args import OneLineParser, add_config_args
 from tunelab.cli.data import add_data_parser
 from tunelab.cli.hotel import add_hotel_parser
+from tunelab.cli.launch import add_launch_args, launch_train
 from tunelab.cli.serve import BASE_MODEL_HELP, add_serve_parser, add_webui_parser
 from tunelab.config.schema import EvalConfig
 from tunelab.domains import DOMAINS
@@ -20,6 +21,8 @@ def cmd_train(args, overrides: list[str]) -> int:
     from tunelab.config import load_config
     from tunelab.train.job import train
 
+    if args.nproc:  # torchrun starts N processes, each running this command without --nproc
+        return launch_train(args, overrides)
     if args.no_cache:
         overrides = overrides + ["--data.cache=false"]
     cfg = load_config(args.config, overrides)
@@ -115,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "overridden with --section.key=value or --section.key value")
     t.add_argument("--no-cache", action="store_true", help="tokenize again even when a cached copy exists")
     t.add_argument("--kfold", metavar="FOLDS_DIR", help="train on each fold of `tunelab data split --kfold`")
+    add_launch_args(t)
     t.set_defaults(fn=cmd_train)
     c = sub.add_parser("chat", help="chat with a trained run in the terminal (streaming, multi-turn)")
     c.add_argument("run_dir")

@@ -140,6 +140,17 @@ class TrainConfig:
     stop_file: str = opt("", "stop cleanly (and save) at the first step end where this file exists: the web "
                          "UI's Stop button ('' : none)")
     extra: dict = opt({}, "any other TrainingArguments, passed through as given")
+    report_to: list[Literal["tensorboard", "mlflow", "wandb"]] = opt(
+        [], "experiment trackers that get the losses, tunelab's figures and the resolved config: tensorboard "
+        "(event files in RUN/tensorboard), mlflow (a file store in RUN/mlruns unless MLFLOW_TRACKING_URI is set), "
+        "wandb (offline in RUN/wandb unless WANDB_MODE is set); needs `pip install -e '.[track]'`")
+    fsdp: Literal["", "full_shard", "shard_grad_op"] = opt(
+        "", "FSDP under torchrun/accelerate: full_shard (weights, gradients, optimizer state) or shard_grad_op "
+        "(gradients, optimizer state); each decoder layer is one FSDP unit; '' (none): plain DDP")
+    deepspeed: str = opt("", "DeepSpeed ZeRO: zero2, zero3 (recipes/deepspeed/*.json) or a DeepSpeed JSON path; "
+                         "its 'auto' values come from this config; needs `pip install -e '.[deepspeed]'`")
+    ddp_timeout: int = opt(600, "seconds a rank waits for the others in a collective before it stops with an "
+                           "error (a rank that died on another node)", ge=1)
 
 
 @dataclass

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from tunelab.utils.dist import main_first
 from tunelab.utils.errors import DataError
 from tunelab.utils.io import atomic_path
 
@@ -132,7 +133,12 @@ def load_or_build(key: str, build_fn: Callable[[], tuple[list[dict], Any]], cach
     """(rows, stats, hit, seconds_saved). On a hit the rows and stats come from
     cache_dir/<key>.npz and seconds_saved is the recorded build time minus the load time; on a miss
     `build_fn()` runs and its result is stored atomically (seconds_saved None). `no_cache` builds
-    without reading or writing the cache. A corrupt entry is rebuilt, with a warning."""
+    without reading or writing the cache. A corrupt entry is rebuilt, with a warning. Under torchrun rank 0
+    builds the entry and the other ranks wait, then read it (or build their own where no file is shared)."""
+    return main_first(lambda: _load_or_build(key, build_fn, cache_dir, no_cache))
+
+
+def _load_or_build(key: str, build_fn, cache_dir, no_cache: bool):
     if no_cache:
         rows, stats = build_fn()
         return rows, stats, False, None

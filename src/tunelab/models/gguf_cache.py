@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from tunelab.models.compat import drop_quantizer
+from tunelab.utils.dist import main_first
 from tunelab.utils.errors import ModelError
 from tunelab.utils.log import log
 from tunelab.utils.paths import cache_dir
@@ -48,7 +49,12 @@ def cached_dir_for(gguf: Path, compute: bool = True) -> Path | None:
 
 
 def import_gguf(gguf: Path) -> Path:
-    """Return a model directory for `gguf`, converting it (30-70 s) only the first time."""
+    """Return a model directory for `gguf`, converting it (30-70 s) only the first time. Under torchrun rank 0
+    converts and the other ranks wait, then read its directory (two conversions would race for one name)."""
+    return main_first(lambda: _import_gguf(gguf))
+
+
+def _import_gguf(gguf: Path) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
 from tunelab.train.trainer import TokenMeter
+from tunelab.utils.dist import broadcast_object, world_size
 from tunelab.utils.io import append_jsonl
 
 
@@ -80,7 +81,8 @@ FORWARD_SPEEDUP = 2.0
 class TimeBudget(TrainerCallback):
     """Stop cleanly (and save) once the wall-clock budget is spent, leaving time for the final dev loss:
     training stops when the time spent plus the dev loss's estimate (its tokens at the training pace measured
-    after the first step, x FORWARD_SPEEDUP) reaches the budget."""
+    after the first step, x FORWARD_SPEEDUP) reaches the budget. Under torchrun rank 0's clock decides and
+    every rank gets its decision, so all stop after the same step (a rank left alone would hang)."""
 
     def __init__(self, budget_s: float, meter: TokenMeter, dev_tokens: int = 0):
         self.budget_s, self.meter, self.hit = budget_s, meter, False
@@ -95,10 +97,18 @@ class TimeBudget(TrainerCallback):
         rate = (self.meter.tokens - self.mark[1]) / max(time.time() - self.mark[0], 1e-9)
         return self.dev_tokens / (rate * FORWARD_SPEEDUP)
 
+    def on_train_begin(self, args, state, control, **kw):
+        self.meter.start, self.meter.tokens = time.time(), 0  # on every rank (the progress bar is rank 0's)
+
     def on_step_end(self, args, state, control, **kw):
         if self.mark is None:
             self.mark = (time.time(), self.meter.tokens)
-        if self.budget_s and time.time() - self.meter.start + self.dev_estimate_s() >= self.budget_s:
+        if not self.budget_s:
+            return control
+        spent = time.time() - self.meter.start + self.dev_estimate_s() >= self.budget_s
+        if world_size() > 1:  # rank 0's clock decides: all ranks stop after the same step
+            spent = bool(broadcast_object(spent))
+        if spent:
             self.hit = True
             control.should_training_stop = True
         return control
@@ -111,7 +121,10 @@ class StopFile(TrainerCallback):
         self.path, self.hit = Path(path) if path else None, False
 
     def on_step_end(self, args, state, control, **kw):
-        if self.path is not None and self.path.exists():
+        asked = self.path is not None and self.path.exists()
+        if world_size() > 1:  # rank 0 looks: all ranks stop after the same step
+            asked = bool(broadcast_object(asked))
+        if asked:
             self.hit = True
             control.should_training_stop = True
         return control

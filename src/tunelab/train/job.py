@@ -19,6 +19,12 @@ from tunelab.models.load import portable_name
 from tunelab.models.rope import rope_record
 from tunelab.models.weights import weight_checksums
 from tunelab.train.callbacks import DevLossBar, MetricsLog, ProgressBar, StopFile, TimeBudget, peak_rss_mb
+from tunelab.train.distributed import (
+    check_scale_out,
+    init_process_group,
+    rank_figures,
+    scale_out_args,
+)
 from tunelab.train.checkpoints import (
     CheckpointMarker,
     Progress,
@@ -27,19 +33,21 @@ from tunelab.train.checkpoints import (
     trim_metrics,
     whole_run_loss,
 )
-from tunelab.train.loss import is_prompt_learning
+from tunelab.train.loss import decoder_layers, is_prompt_learning
 from tunelab.train.memory import ActivationBudget
 from tunelab.train.plot import plot_loss
 from tunelab.train.precision import autocast, resolve_mixed_precision, store_frozen_linears
 from tunelab.train.tasks import get_task
+from tunelab.train.tracking import record_final, set_tracking_env, tracking_args
 from tunelab.train.trainer import SFTTrainer, TokenMeter, compile_layers
+from tunelab.utils.dist import is_main, on_main, world_size
 from tunelab.utils.errors import ConfigError
 from tunelab.utils.log import log
 from tunelab.utils.safety import check_output
 
 
 def _training_args(cfg: Config, device: str, has_dev: bool, method_overrides: dict, precision: str,
-                   output_dir: Path, args_cls=None, task_args: dict | None = None):
+                   output_dir: Path, scale_out: dict | None = None, args_cls=None, task_args: dict | None = None):
     from transformers import TrainingArguments
 
     args_cls = args_cls or TrainingArguments
@@ -59,8 +67,10 @@ def _training_args(cfg: Config, device: str, has_dev: bool, method_overrides: di
         eval_steps=eval_every or None, seed=t.seed, optim=t.optim,
         dataloader_num_workers=t.dataloader_num_workers, report_to=[], disable_tqdm=True,
         remove_unused_columns=False, use_cpu=device == "cpu", bf16=precision == "bf16",
-        dataloader_pin_memory=device == "cuda", save_only_model=False,
+        dataloader_pin_memory=device == "cuda", save_only_model=False, ddp_timeout=t.ddp_timeout,
     )
+    kwargs.update(tracking_args(cfg, output_dir))  # report_to and where each tracker writes
+    kwargs.update(scale_out or {})  # FSDP or DeepSpeed
     kwargs.update(method_overrides)  # e.g. qlora's paged optimizer on CUDA
     kwargs.update(task_args or {})  # a task's own trainer fields (a preference task's beta ...)
     kwargs.update(t.extra)
@@ -85,6 +95,8 @@ def train(cfg: Config | dict | str) -> dict:
 
     if not isinstance(cfg, Config):
         cfg = load_config(cfg) if isinstance(cfg, str) else load_config(overrides=cfg)
+    check_scale_out(cfg)  # before any model loads: trackers and DeepSpeed installed, combinations valid
+    init_process_group(cfg.train.ddp_timeout)  # under torchrun: every rank joins before the model loads
     task = get_task(cfg.data.task)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if cfg.train.threads > 0:
@@ -101,14 +113,8 @@ def train(cfg: Config | dict | str) -> dict:
                           "checkpoints only what a batch needs: set one of them")
     if cfg.data.db and not Path(cfg.data.db).is_file():
         raise ConfigError(f"data.db '{cfg.data.db}': database file not found")
-    if cfg.train.resume:  # resume continues the staged replacement if there is one; the check moves nothing
-        resumed = RunDir.prepare(cfg.train.output_dir, resume=True, inputs=run_inputs(cfg))
-        if (done := finished_run(resumed.work, cfg.train.max_steps)) is not None:
-            staged = resumed.work != resumed.path
-            resumed.commit()  # a staged replacement killed between its last write and its swap: swap it now
-            raise ConfigError(f"train.output_dir {cfg.train.output_dir}: already finished at step {done}; nothing "
-                              "to resume" + (" (its finished replacement is now in place)" if staged else "")
-                              + " (raise train.max_steps to train further)")
+    if cfg.train.resume:  # rank 0 checks (and may swap in a finished replacement); its error stops every rank
+        on_main(lambda: _check_resumable(cfg))
 
     # 1. the task's data and model (method applied), then the levers: all that can fail on bad input fails
     # before the run dir is touched
@@ -143,20 +149,23 @@ def train(cfg: Config | dict | str) -> dict:
     overrides = method.train_overrides(device) if method.train_overrides else {}
     dev_rows = prepared.dev_rows
     task_args = dict(args_cls=prepared.args_cls, task_args=prepared.task_args)
+    layers = decoder_layers(model) if prepared.causal else []
+    scale_out = scale_out_args(cfg, type(layers[0]).__name__ if layers else None)
     _training_args(cfg, device, dev_rows is not None, overrides, precision, Path(cfg.train.output_dir),
-                   **task_args)  # checked
+                   scale_out, **task_args)  # checked
     log.info(f"mixed precision: {precision} ({cfg.train.mixed_precision} on {device}"
              + (f", bf16 measured {bf16_measured['ratio']}x fp32" if bf16_measured else "") + ")"
              + (f"; {stored_bf16} frozen linear layers stored in bf16" if stored_bf16 else ""))
 
     # 2. run dir (a replaced run is staged beside the old one) and trainer
-    run = RunDir.prepare(cfg.train.output_dir, cfg.train.overwrite, cfg.train.resume, run_inputs(cfg))
+    # under torchrun rank 0 prepares it and writes every file of it; the other ranks get its paths
+    run, checkpoint, base = on_main(lambda: _prepare_run(cfg))
     run_dir = run.work
-    checkpoint, base = resume_point(run_dir) if cfg.train.resume else (None, Progress())
-    if checkpoint is not None:
-        trim_metrics(run_dir / "metrics.jsonl", base.step)  # the resumed run logs the later steps again
-    args = _training_args(cfg, device, dev_rows is not None, overrides, precision, run_dir, **task_args)
-    run.write_config(cfg)
+    set_tracking_env(cfg, run_dir)
+    args = _training_args(cfg, device, dev_rows is not None, overrides, precision, run_dir, scale_out, **task_args)
+    main = is_main()
+    if main:
+        run.write_config(cfg)
     # checkpoints are rotated by CheckpointMarker once marked complete, not by HF before that
     keep_checkpoints, args.save_total_limit = args.save_total_limit, None
     meter = TokenMeter()
@@ -172,12 +181,12 @@ def train(cfg: Config | dict | str) -> dict:
         model=model, args=args, train_dataset=prepared.train_rows, eval_dataset=dev_rows, data_collator=collator,
         meter=meter, time_budget_s=clock.budget_s, activation_budget=budget, causal=prepared.causal,
         target_only=cfg.train.target_only_logits,
-        callbacks=[ProgressBar(meter, clock.budget_s, clock), MetricsLog(run_dir / "metrics.jsonl", meter, base), clock,
-                   stop_file,
-                   CheckpointMarker(meter, base, keep_checkpoints or 0),
+        callbacks=[*([ProgressBar(meter, clock.budget_s, clock), MetricsLog(run_dir / "metrics.jsonl", meter, base)]
+                     if main else []), clock, stop_file,
+                   *([CheckpointMarker(meter, base, keep_checkpoints or 0)] if main else []),
                    *(method.callbacks(model) if method.callbacks else []),
-                   *([DevLossBar(-(-len(dev_rows) // cfg.train.per_device_eval_batch_size))] if dev_rows is not None
-                     else [])],
+                   *([DevLossBar(-(-len(dev_rows) // cfg.train.per_device_eval_batch_size))]
+                     if main and dev_rows is not None else [])],
     )
     trainer.remove_callback(PrinterCallback)  # our progress bar and metrics.jsonl replace its prints
     if cfg.train.gradient_checkpointing:
@@ -193,11 +202,20 @@ def train(cfg: Config | dict | str) -> dict:
 
     # 4. save: adapter in PEFT format (whole weights for full/freeze), tokenizer, plot, and run.json last:
     # a run dir without run.json is not finished (a resumed run's old run.json goes before its adapter changes)
-    run.unfinish()
+    if main:
+        run.unfinish()
     if prepared.before_save is not None:
         prepared.before_save(model)
-    model.save_pretrained(run_dir)
-    tokenizer.save_pretrained(run_dir)
+    if scale_out:  # sharded weights: every rank takes part in gathering them, rank 0 writes
+        trainer.save_model(str(run_dir))
+        if main:
+            (run_dir / "training_args.bin").unlink(missing_ok=True)  # the run's config.yaml says it all
+    elif main:
+        model.save_pretrained(run_dir)
+    if main:
+        tokenizer.save_pretrained(run_dir)
+    peak_mb = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else peak_rss_mb()
+    scale = rank_figures(meter.tokens, meter.targets, train_s - base.train_s, peak_mb)
     train_loss = whole_run_loss(base, result.training_loss, trainer.state.global_step)
     tokens = base.tokens + meter.tokens
     summary = {
@@ -212,16 +230,42 @@ def train(cfg: Config | dict | str) -> dict:
         "stopped_by_request": stop_file.hit,
         "pad_to_multiple_of": pad_multiple, "activation_budget": budget.summary() if budget else None,
         "device": device, "rope_scaling": rope_record(cfg.model.rope_scaling, model.config),
+        "world_size": world_size(), "ranks": scale["ranks"],
+        "total_tokens_per_s": scale["total_tokens_per_s"], "total_peak_mb": scale["total_peak_mb"],
         # absolute, so chat/serve/evaluate find it from any directory; sha256 of the weights, checked on load
         "db": str(Path(cfg.data.db).resolve()) if cfg.data.db else "", "checksums": weight_checksums(run_dir),
     }
+    if not main:  # rank 0 writes the run dir, scores the dev items and reports to the trackers
+        return {"run_dir": str(run.path), **summary}
     plot_loss(run_dir / "metrics.jsonl", run_dir / "loss.png")
     run.write_summary(summary)  # last, atomically: the mark of a finished run (dev metrics are added below)
     if (metrics := task.evaluate(cfg, prepared, run_dir)) is not None:  # task metrics beside the dev loss
         summary["dev_metrics"] = metrics
         run.write_summary(summary)
+    record_final(cfg, summary, run_dir)  # tunelab's figures and the resolved config, beside the trackers' losses
     run_dir = run.commit()
     log.info(f"run saved to {run_dir}: train loss {train_loss:.4f}"
              + (f", dev loss {dev_loss:.4f}" if dev_loss is not None else "")
              + f", {summary['tokens_per_s']} tokens/s; chat with: tunelab chat {run_dir}")
     return {"run_dir": str(run_dir), **summary}
+
+
+def _check_resumable(cfg: Config) -> None:
+    """ConfigError when train.resume has nothing to resume; resume continues the staged replacement if there
+    is one, and the check moves nothing but a finished replacement into place."""
+    resumed = RunDir.prepare(cfg.train.output_dir, resume=True, inputs=run_inputs(cfg))
+    if (done := finished_run(resumed.work, cfg.train.max_steps)) is not None:
+        staged = resumed.work != resumed.path
+        resumed.commit()  # a staged replacement killed between its last write and its swap: swap it now
+        raise ConfigError(f"train.output_dir {cfg.train.output_dir}: already finished at step {done}; nothing "
+                          "to resume" + (" (its finished replacement is now in place)" if staged else "")
+                          + " (raise train.max_steps to train further)")
+
+
+def _prepare_run(cfg: Config) -> tuple[RunDir, Path | None, Progress]:
+    """(run dir, checkpoint to resume from or None, progress so far): a replaced run is staged beside the old one."""
+    run = RunDir.prepare(cfg.train.output_dir, cfg.train.overwrite, cfg.train.resume, run_inputs(cfg))
+    checkpoint, base = resume_point(run.work) if cfg.train.resume else (None, Progress())
+    if checkpoint is not None:
+        trim_metrics(run.work / "metrics.jsonl", base.step)  # the resumed run logs the later steps again
+    return run, checkpoint, base

@@ -119,7 +119,20 @@ class SFTTrainer(Trainer):
             self.meter.tokens += int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
             self.meter.targets += n_targets
             self.meter.loss_sum += float(loss.detach())
+            # num_items_in_batch counts the targets of every rank, and DDP averages the gradients over the
+            # ranks: scaled by their number, the step equals one process's step over the same global batch
+            if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+                loss = loss * self.accelerator.num_processes
         return (loss, None) if return_outputs else loss
+
+    def log(self, logs: dict, *args, **kw) -> None:
+        """HF's log with tunelab's figures beside the training loss, so every tracker of report_to gets them."""
+        if "loss" in logs:
+            import resource
+
+            logs = {**logs, "tokens_per_s": round(self.meter.rate(), 1), "target_tokens": self.meter.targets,
+                    "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+        super().log(logs, *args, **kw)
 
     def _autocast(self):
         return autocast("bf16" if self.args.bf16 else "no", self.args.device.type)

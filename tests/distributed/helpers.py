@@ -1,0 +1,79 @@
+"""Run `tunelab train` in subprocesses (torchrun workers), offline, with their own tokenization cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "src/tunelab/data/samples/hotel_sample.jsonl"
+
+
+def write_config(path: Path, model_dir: Path, out: Path, **train) -> Path:
+    """A 4-step LoRA run of the sample dialogs in fixed data order, fp32 (bit-comparable across layouts)."""
+    cfg = {"model": {"name_or_path": str(model_dir)},
+           "data": {"train_file": str(SAMPLE), "max_length": 256},
+           "method": {"r": 8, "alpha": 16, "dropout": 0.0},
+           "train": {"output_dir": str(out), "max_steps": 4, "learning_rate": 1e-2, "lr_scheduler_type": "constant",
+                     "per_device_train_batch_size": 1, "mixed_precision": "no", "logging_steps": 1, **train}}
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path
+
+
+def env(tmp: Path, **extra: str) -> dict:
+    paths = [str(REPO / "src"), *filter(None, extra.pop("PYTHONPATH", "").split(os.pathsep))]
+    e = {**os.environ, "PYTHONPATH": os.pathsep.join(paths),
+         "TUNELAB_CACHE": str(tmp / "cache"), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return {**e, **extra}
+
+
+def tunelab(args: list[str], tmp: Path, timeout: float = 120, **extra_env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tunelab.cli.main", *args], env=env(tmp, **extra_env),
+                          capture_output=True, text=True, timeout=timeout, cwd=tmp)
+
+
+def popen(args: list[str], tmp: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tunelab.cli.main", *args], env=env(tmp), cwd=tmp,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def losses(run: Path) -> list[float]:
+    return [r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wandb_records(path: Path) -> list:
+    """The protobuf records of a wandb offline `run-*.wandb` file: wandb's LevelDB-style log (a 7-byte
+    header, then 32 KiB blocks of chunks: crc32, length, type; FULL=1, FIRST=2, MIDDLE=3, LAST=4).
+    wandb 0.31 ships no reader of its own; this is the format its own (Go) writer documents."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data, block, records, pos, buf = path.read_bytes(), 32768, [], 7, b""
+    assert data[:4] == b":W&B"
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:  # too short for a chunk header: padding up to the next block
+            pos += left
+            continue
+        length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
+        if kind == 0:
+            break
+        buf += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # FULL or LAST: a whole record
+            r = pb.Record()
+            r.ParseFromString(buf)
+            records.append(r)
+            buf = b""
+    return records
