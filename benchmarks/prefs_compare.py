@@ -41,6 +41,8 @@ def main() -> None:
     ap.add_argument("--real", type=int, default=0, help="also evaluate on the first N real-guest dialogs")
     ap.add_argument("--model", default="", help="model.name_or_path for every run (default: the recipes')")
     ap.add_argument("--data-dir", default="data/hotel", help="holds hotels.db, train.jsonl, dev.jsonl, test.jsonl")
+    ap.add_argument("--sft-long", default="", help="an existing run to use as sft_long (e.g. `make run`'s runs/hotel_lora:"
+                    " recipes/hotel_lora.yaml on the same data for sft+pref minutes) instead of training it again")
     ap.add_argument("--out", default="runs/prefs_compare")
     ap.add_argument("--results", default="benchmarks/results/prefs_compare.md")
     args = ap.parse_args()
@@ -58,27 +60,29 @@ def main() -> None:
 
     tunelab("hotel", "prefs", "--db", str(db), "--n", str(args.pairs), "--out", str(prefs))
     total = args.sft_minutes + args.pref_minutes
-    tunelab("train", "recipes/hotel_lora.yaml", *common, *sft_data, *budget(total), f"--train.output_dir={out}/sft_long")
+    sft_long = args.sft_long or str(out / "sft_long")
+    if not args.sft_long:
+        tunelab("train", "recipes/hotel_lora.yaml", *common, *sft_data, *budget(total), f"--train.output_dir={sft_long}")
     tunelab("train", "recipes/hotel_lora.yaml", *common, *sft_data, *budget(args.sft_minutes),
             f"--train.output_dir={out}/sft")
     for task in ("dpo", "orpo"):
         tunelab("train", f"recipes/hotel_{task}.yaml", *common, *budget(args.pref_minutes), f"--model.adapter={out}/sft",
                 f"--data.train_file={prefs}", f"--train.output_dir={out}/{task}")
-    runs = [str(out / r) for r in ("sft_long", "sft", "dpo", "orpo")]
+    runs = [sft_long, *(str(out / r) for r in ("sft", "dpo", "orpo"))]
     real = prepare(DEFAULT_FILE, out / "real", args.real)[:2] if args.real and DEFAULT_FILE.is_file() else None
     for run in runs:
         tunelab("evaluate", run, "--data", str(data / "test.jsonl"), "--limit", str(args.items), "--db", str(db),
-                "--max-new-tokens", "96")
+                "--max-new-tokens", "96", "--out", f"{run}/eval-pc-test")
         if real:
-            tunelab("evaluate", run, "--data", str(real[0]), "--db", str(real[1]), "--out", f"{run}/eval-real",
+            tunelab("evaluate", run, "--data", str(real[0]), "--db", str(real[1]), "--out", f"{run}/eval-pc-real",
                     "--max-new-tokens", "96")
-    table = compare(runs, eval_name="eval-test")
-    real_table = compare(runs, eval_name="eval-real") if real else ""
+    table = compare(runs, eval_name="eval-pc-test")
+    real_table = compare(runs, eval_name="eval-pc-real") if real else ""
     spent = f"{args.steps} steps per stage" if args.steps else f"{total:g} minutes each ({args.sft_minutes:g} SFT + " \
         f"{args.pref_minutes:g} preference for dpo/orpo)"
     text = (f"# SFT alone vs SFT then DPO vs SFT then ORPO on the hotel recipe ({spent})\n\n"
             f"Command: `python benchmarks/prefs_compare.py {' '.join(sys.argv[1:])}`\n\n`sft` is the run dpo and orpo "
-            f"start from; `sft_long` is SFT alone for the same total time.\n\n## First {args.items} synthetic test "
+            f"start from; `{Path(sft_long).name}` is SFT alone for the same total time.\n\n## First {args.items} synthetic test "
             f"items\n\n{table}\n\n" + (f"## First {args.real} real-guest dev dialogs\n\n{real_table}\n" if real_table else ""))
     print(text)
     write_text(REPO / args.results, text)

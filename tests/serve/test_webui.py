@@ -21,7 +21,7 @@ from tests.serve.test_api import SEARCH, scripted, trained_runs  # noqa: E402
 from tunelab.domains import get_domain  # noqa: E402
 from tunelab.infer.engine import GenerationOptions  # noqa: E402
 from tunelab.infer.multi import MultiEngine  # noqa: E402
-from tunelab.serve.webui import build_webui, columns, launch, respond  # noqa: E402
+from tunelab.serve.webui import build_webui, columns, launch, respond, respond_stream  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "webui.png"
@@ -62,6 +62,30 @@ def test_respond_with_the_real_model_and_no_domain(engines):
     assert search is None or "unknown tool" in search["error"]
 
 
+def streamed(engine):
+    """engine.stream for `scripted()`: the scripted turn's text as the model would write it, 3 characters a piece."""
+    reply = scripted()
+
+    def stream(turns, opts=None, cancel=None):
+        body = engine.template.pieces(reply(turns))[1]
+        yield from (body[i:i + 3] for i in range(0, len(body), 3))
+
+    return stream
+
+
+def test_respond_stream_grows_the_reply_then_fills_the_panes(engines, hotels, monkeypatch):
+    engine = engines.engine_for("run_a")
+    monkeypatch.setattr(engine, "stream", streamed(engine))
+    steps = list(respond_stream(engines, "run_a", "找酒店", [], GenerationOptions(max_new_tokens=8)))
+    partial, (reply, history, search, rows) = steps[:-1], steps[-1]
+    assert reply == f"found {len(hotels)}: {hotels[0]['name']}"
+    shown = [text for text, *rest in partial]
+    assert len(shown) > 2 and all(rest == [None, None, None] for _, *rest in partial)
+    assert all(reply.startswith(t) for t in shown) and shown[-1] == reply  # grows to the reply, no tool call text
+    assert search["arguments"] == SEARCH and len(rows) == len(hotels)
+    assert [t.role for t in history] == ["user", "tool_call", "tool_result", "assistant"]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -72,7 +96,7 @@ def test_page_in_headless_chromium(engines, hotels, monkeypatch):
     if not Path(CHROMIUM).is_file():
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is missing")
-    monkeypatch.setattr(engines.engine_for("run_a"), "reply", scripted())
+    monkeypatch.setattr(engines.engine_for("run_a"), "stream", streamed(engines.engine_for("run_a")))
     demo = build_webui(engines, max_new_tokens=8)
     port = _free_port()
     launch(demo, "127.0.0.1", port, prevent_thread_lock=True)

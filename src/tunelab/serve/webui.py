@@ -1,6 +1,6 @@
 """`tunelab webui`: a Gradio page to chat with trained runs and see what their tools found.
 
-Chat on the left; on the right the adapter picker (when several runs are loaded), the last tool call's
+Chat on the left, the reply streamed token by token; on the right the adapter picker (when several runs are loaded), the last tool call's
 arguments and the records it returned, in the columns the run's domain names. Every message goes through the Agent loop
 with the run's domain tools (data.domain / data.db of its config); a run without a domain chats
 plainly. Nothing here reaches the internet: analytics off, no share link, system fonts only.
@@ -17,6 +17,7 @@ from tunelab.domains import get_domain  # noqa: E402
 from tunelab.infer.agent import Agent  # noqa: E402
 from tunelab.infer.engine import GenerationOptions  # noqa: E402
 from tunelab.infer.multi import MultiEngine  # noqa: E402
+from tunelab.serve.chat_stream import stream_agent  # noqa: E402
 from tunelab.serve.limits import default_max_prompt_tokens  # noqa: E402
 
 
@@ -37,12 +38,29 @@ def respond(engines: MultiEngine, model: str, message: str, history: list[Turn],
     # tools opened per message: Gradio answers from many threads
     result = Agent.for_domain(lambda turns: engine.reply(turns, opts), engine.domain, engine.db).respond(
         history, message)
+    return (result.reply.content, history + result.turns, *panes(engine, result))
+
+
+def respond_stream(engines: MultiEngine, model: str, message: str, history: list[Turn], opts: GenerationOptions):
+    """`respond`, streamed: yields (reply so far, None, None, None) as tokens arrive, then once
+    (reply, new history, last tool call, result rows) as `respond` returns them."""
+    engine = engines.engine_for(model)
+    for text, result in stream_agent(engine, history, message, opts):
+        if result is None:
+            yield text, None, None, None
+        else:
+            yield (text, history + result.turns, *panes(engine, result))
+
+
+def panes(engine, result) -> tuple[dict | None, list[list]]:
+    """(the turn's last tool call as {"tool", "arguments", "error"} or None, the records of its last successful
+    one as rows of `columns(engine)`)."""
     search, rows, cols = None, [], columns(engine)
     for e in result.events:
         search = {"tool": e.name, "arguments": e.arguments, "error": e.error}
         if e.error is None:
             rows = [[_cell(r.get(c)) for c in cols] for r in e.records or [] if isinstance(r, dict)]
-    return result.reply.content, history + result.turns, search, rows
+    return search, rows
 
 
 def _cell(value):
@@ -72,13 +90,19 @@ def build_webui(engines: MultiEngine, max_new_tokens: int = 256, temperature: fl
     def on_message(message: str, chat: list, history: list, model: str):
         message = (message or "").strip()
         if not message:
-            return "", chat, history, gr.skip(), gr.skip()
-        try:
-            reply, history, search, rows = respond(engines, model or choices[0], message, history, opts)
+            yield "", chat, history, gr.skip(), gr.skip()
+            return
+        chat = list(chat or []) + [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
+        try:  # the reply streams into the last bubble token by token; the panes fill when the turn ends
+            for reply, new_history, search, rows in respond_stream(engines, model or choices[0], message, history,
+                                                                   opts):
+                chat[-1] = {"role": "assistant", "content": reply}
+                if new_history is None:
+                    yield "", chat, history, gr.skip(), gr.skip()
         except Exception as e:  # a prompt too long or a failed generation: say so, keep the page usable
             raise gr.Error(f"{type(e).__name__}: {e}") from None
-        chat = list(chat or []) + [{"role": "user", "content": message}, {"role": "assistant", "content": reply}]
-        return "", chat, history, search, pd.DataFrame(rows, columns=columns(engines.engine_for(model or choices[0])))
+        cols = columns(engines.engine_for(model or choices[0]))
+        yield "", chat, new_history, search, pd.DataFrame(rows, columns=cols)
 
     with gr.Blocks(title="tunelab", analytics_enabled=False) as demo:
         gr.Markdown("### tunelab: chat with a fine-tuned run")
