@@ -28,7 +28,9 @@ REPO = Path(__file__).resolve().parents[1]
 def tunelab(*args: str) -> None:
     proc = subprocess.run([sys.executable, "-m", "tunelab.cli.main", *args], cwd=REPO, capture_output=True, text=True)
     if proc.returncode != 0:
-        sys.exit(f"tunelab {' '.join(args[:2])}: {(proc.stderr.strip().splitlines() or ['failed'])[-1]}")
+        lines = [ln for ln in proc.stderr.replace("\r", "\n").splitlines() if ln.strip()]
+        errors = [ln for ln in lines if ln.startswith(("tunelab: error", "Traceback")) or "Error" in ln]
+        sys.exit(f"tunelab {' '.join(args[:2])}: {(errors or lines or ['failed'])[-1]}")
 
 
 def main() -> None:
@@ -43,6 +45,7 @@ def main() -> None:
     ap.add_argument("--data-dir", default="data/hotel", help="holds hotels.db, train.jsonl, dev.jsonl, test.jsonl")
     ap.add_argument("--sft-long", default="", help="an existing run to use as sft_long (e.g. `make run`'s runs/hotel_lora:"
                     " recipes/hotel_lora.yaml on the same data for sft+pref minutes) instead of training it again")
+    ap.add_argument("--eval-only", action="store_true", help="the runs exist under --out: only evaluate and tabulate")
     ap.add_argument("--out", default="runs/prefs_compare")
     ap.add_argument("--results", default="benchmarks/results/prefs_compare.md")
     args = ap.parse_args()
@@ -58,16 +61,18 @@ def main() -> None:
                     "--train.time_budget_minutes=0"]
         return ["--train.max_steps=-1", f"--train.time_budget_minutes={minutes}"]
 
-    tunelab("hotel", "prefs", "--db", str(db), "--n", str(args.pairs), "--out", str(prefs))
     total = args.sft_minutes + args.pref_minutes
     sft_long = args.sft_long or str(out / "sft_long")
-    if not args.sft_long:
-        tunelab("train", "recipes/hotel_lora.yaml", *common, *sft_data, *budget(total), f"--train.output_dir={sft_long}")
-    tunelab("train", "recipes/hotel_lora.yaml", *common, *sft_data, *budget(args.sft_minutes),
-            f"--train.output_dir={out}/sft")
-    for task in ("dpo", "orpo"):
-        tunelab("train", f"recipes/hotel_{task}.yaml", *common, *budget(args.pref_minutes), f"--model.adapter={out}/sft",
-                f"--data.train_file={prefs}", f"--train.output_dir={out}/{task}")
+    if not args.eval_only:
+        tunelab("hotel", "prefs", "--db", str(db), "--n", str(args.pairs), "--out", str(prefs))
+        if not args.sft_long:
+            tunelab("train", "recipes/hotel_lora.yaml", *common, *sft_data, *budget(total),
+                    f"--train.output_dir={sft_long}")
+        tunelab("train", "recipes/hotel_lora.yaml", *common, *sft_data, *budget(args.sft_minutes),
+                f"--train.output_dir={out}/sft")
+        for task in ("dpo", "orpo"):
+            tunelab("train", f"recipes/hotel_{task}.yaml", *common, *budget(args.pref_minutes),
+                    f"--model.adapter={out}/sft", f"--data.train_file={prefs}", f"--train.output_dir={out}/{task}")
     runs = [sft_long, *(str(out / r) for r in ("sft", "dpo", "orpo"))]
     real = prepare(DEFAULT_FILE, out / "real", args.real)[:2] if args.real and DEFAULT_FILE.is_file() else None
     for run in runs:

@@ -118,8 +118,9 @@ def test_page_in_headless_chromium(engines, hotels, monkeypatch):
             page.goto(f"http://127.0.0.1:{port}/", wait_until="load")
             page.locator("#message textarea").fill("找一家酒店")
             page.locator("#send").click()
-            page.wait_for_function("document.querySelector('#chat').innerText.includes('found')", timeout=60_000)
-            assert f"found {len(hotels)}: {hotels[0]['name']}" in page.locator("#chat").inner_text()
+            reply = f"found {len(hotels)}: {hotels[0]['name']}"  # streamed: wait for the whole reply, not its start
+            page.wait_for_function(f"document.querySelector('#chat').innerText.includes({reply!r})", timeout=60_000)
+            assert reply in page.locator("#chat").inner_text()
             page.wait_for_function(
                 f"document.querySelector('#hotels').innerText.includes({hotels[-1]['name']!r})", timeout=30_000)
             assert "rating_range_lower" in page.locator("#search").inner_text()

@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
 from tunelab.train.trainer import TokenMeter
-from tunelab.utils.dist import broadcast_object, world_size
+from tunelab.utils.dist import rank0_says
 from tunelab.utils.io import append_jsonl
 
 
@@ -105,10 +105,7 @@ class TimeBudget(TrainerCallback):
             self.mark = (time.time(), self.meter.tokens)
         if not self.budget_s:
             return control
-        spent = time.time() - self.meter.start + self.dev_estimate_s() >= self.budget_s
-        if world_size() > 1:  # rank 0's clock decides: all ranks stop after the same step
-            spent = bool(broadcast_object(spent))
-        if spent:
+        if rank0_says(time.time() - self.meter.start + self.dev_estimate_s() >= self.budget_s):
             self.hit = True
             control.should_training_stop = True
         return control
@@ -121,10 +118,7 @@ class StopFile(TrainerCallback):
         self.path, self.hit = Path(path) if path else None, False
 
     def on_step_end(self, args, state, control, **kw):
-        asked = self.path is not None and self.path.exists()
-        if world_size() > 1:  # rank 0 looks: all ranks stop after the same step
-            asked = bool(broadcast_object(asked))
-        if asked:
+        if rank0_says(self.path is not None and self.path.exists()):
             self.hit = True
             control.should_training_stop = True
         return control

@@ -57,6 +57,12 @@ def broadcast_object(value: Any = None) -> Any:
     return box[0]
 
 
+def rank0_says(flag: bool) -> bool:
+    """Rank 0's `flag` on every rank (the flag itself in one process): a stop decision all ranks act on at the
+    same step, since a rank that stops alone leaves the others waiting in a collective."""
+    return bool(broadcast_object(flag)) if world_size() > 1 else flag
+
+
 def gather_object(value: Any) -> list:
     """Every rank's `value`, in rank order, on every rank."""
     dist = _group()
