@@ -1,12 +1,13 @@
 """`evaluate`'s decoding paths vs. one `model.generate` per item, same model, same items.
 
-    .venv/bin/python benchmarks/eval_speed.py runs/hotel_lora data/hotel/test.jsonl [--items 200] [--batch 8]
+    .venv/bin/python benchmarks/eval_speed.py runs/hotel_lora data/hotel/test.jsonl [--items 200] [--batch 8] [--jobs 8,32]
 
 Three paths, all greedy with the merged run and the same stop tokens: one `model.generate` per item
 (`ChatEngine.reply`), batched left-padded generation (`generate_batch`), and per-dialog cache reuse
-with the gold turn as a verified draft (`generate_dialogs`, the default of `tunelab evaluate`). The
-script counts the outputs identical to one-at-a-time and writes the table to
-benchmarks/results/eval_speed.md with the command.
+with the gold turn as a verified draft (`generate_dialogs`, the default of `tunelab evaluate`; one row
+per decode-pass size in --jobs, which is `tunelab evaluate --batch-size`). The script counts the
+outputs identical to one-at-a-time and writes the table to benchmarks/results/eval_speed.md with the
+command.
 """
 
 from __future__ import annotations
@@ -37,8 +38,10 @@ def main() -> None:
     ap.add_argument("run_dir")
     ap.add_argument("data")
     ap.add_argument("--items", type=int, default=200)
-    ap.add_argument("--batch", type=int, default=8, help="items per batch (batched) and per decode pass (dialog)")
+    ap.add_argument("--batch", type=int, default=8, help="items per batch (batched)")
+    ap.add_argument("--jobs", default="8,32", help="comma-separated items per decode pass (dialog), one row each")
     ap.add_argument("--max-new-tokens", type=int, default=128)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "eval_speed.md"), help="the table's file")
     args = ap.parse_args()
     engine = load_engine(args.run_dir, device="cpu", merge=True)
     convs, _ = read_conversations(args.data)
@@ -49,8 +52,8 @@ def main() -> None:
     # the plain way: one generate call per item
     single, _, t_single = timed(lambda: ([engine.reply(c, opts) for c in contexts], {}))
     batched, _, t_batch = timed(lambda: generate_batch(engine, contexts, opts, batch_size=args.batch))
-    dialog, st, t_dialog = timed(lambda: generate_dialogs(engine, [(c, g) for c, g, _ in items], opts,
-                                                          batch_size=args.batch))
+    dialogs = [(jobs, *timed(lambda: generate_dialogs(engine, [(c, g) for c, g, _ in items], opts, batch_size=jobs)))
+               for jobs in (int(j) for j in args.jobs.split(","))]
 
     n = len(items)
     ref = [render(t) for t in single]
@@ -66,17 +69,20 @@ def main() -> None:
         "| path | seconds | items/s | speed-up | outputs identical to one-at-a-time |\n|---|---|---|---|---|\n"
         + row("one `model.generate` per item", single, t_single)
         + row(f"batched (batch {args.batch}, sorted by length, left-padded, KV cache)", batched, t_batch)
-        + row(f"`tunelab evaluate`: per-dialog KV cache, gold turn as verified draft, then up to {args.batch} "
-              "items per lookup-speculative decode pass", dialog, t_dialog)
-        + f"\nDialog decoding: {st['prompt_tokens_reused']:.1%} of prompt tokens came from the cache; "
-        f"{st['draft_tokens_accepted']} of {st['draft_tokens']} gold tokens accepted as the greedy output "
-        f"({st['draft_accept_rate']:.1%}); {st['items_from_draft']} of {n} items needed no decoding after the "
-        f"draft pass, the others took {st['decode_passes']} decode passes.\n"
-        "All paths are greedy; a different output comes from float rounding (padding, or a chunked forward "
+        + "".join(row(f"`tunelab evaluate --batch-size {jobs}`: per-dialog KV cache, every gold turn of a dialog "
+                      f"checked as a draft in one pass, then up to {jobs} items per lookup-speculative decode pass",
+                      dialog, t_dialog) for jobs, dialog, _, t_dialog in dialogs)
+        + "\n" + "".join(
+            f"Dialog decoding, --batch-size {jobs}: {st['prompt_tokens_reused']:.1%} of prompt tokens came from the "
+            f"cache; {st['draft_tokens_accepted']} of {st['draft_tokens']} gold tokens accepted as the greedy output "
+            f"({st['draft_accept_rate']:.1%}) in {st['draft_passes']} draft passes; {st['items_from_draft']} of {n} "
+            f"items needed no decoding after them, the others took {st['decode_passes']} decode passes.\n"
+            for jobs, _, st, _ in dialogs)
+        + "All paths are greedy; a different output comes from float rounding (padding, or a chunked forward "
         "pass) flipping a near tie.\n"
     )
     print(table)
-    write_text(Path(__file__).parent / "results" / "eval_speed.md", table)
+    write_text(Path(args.out), table)
 
 
 if __name__ == "__main__":

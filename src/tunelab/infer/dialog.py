@@ -4,7 +4,8 @@ Items of one dialog share prefixes: item k+1's prompt is item k's prompt + the g
 after it. So one cache (batch size 1) feeds every token of a dialog once. The new prompt tokens and
 the gold reply go through the model in one forward pass, whose logits give the model's greedy token
 at every gold position: as far as they agree with the gold, the greedy output is known without
-decoding. Where the model answers otherwise, the rest is decoded from a fork of the cache by
+decoding. Causal attention lets one pass do this for all items of a dialog at once (the logits at an
+item's positions see only the tokens before them), so a dialog costs one draft pass, not one per item. Where the model answers otherwise, the rest is decoded from a fork of the cache by
 `spec_decode`, several items per pass, each pass also checking guessed next tokens.
 
 Every output token is the argmax of the model's logits after the tokens before it, as in greedy
@@ -27,6 +28,11 @@ from tunelab.infer.lookup import NgramLookup
 from tunelab.infer.spec_decode import Job, accepted, cut, decode_pass, fast_rows, greedy
 from tunelab.models.compat import fork_cache, new_dialog_cache, stackable
 
+# per draft pass: a whole dialog fits most times, while attention scores (T^2 per head) and logits
+# (262k floats a row for Gemma 3) stay small
+CHAIN_TOKENS = 2048
+CHAIN_ROWS = 256
+
 
 @dataclass
 class _Fed:
@@ -44,6 +50,7 @@ class _Counts:
     draft_tokens: int = 0  # gold tokens checked as drafts (up to max_new_tokens each)
     accepted: int = 0  # of those, equal to the greedy token
     full: int = 0  # items whose output came from the draft pass alone
+    draft_passes: int = 0  # forward passes that fed prompts and checked drafts (each for a chain of items)
     decode_passes: int = 0  # forward passes after the draft passes (each for up to batch_size items)
 
 
@@ -96,19 +103,23 @@ def generate_dialogs(engine: ChatEngine, items: list[tuple[list[Turn], Turn | No
             for i, seq in done:
                 finish(i, seq)
 
+    prompts = [renderer.prompt_ids(context) for context, _ in items]
     with torch.no_grad():
-        for i, ((context, _), draft) in enumerate(zip(items, drafts)):
-            prompt = renderer.prompt_ids(context)
-            lookup.add(prompt, start=max(_reusable(fed, prompt) - lookup.longest, 0))
-            lookup.add(draft, priority=1)
-            seq, job = _draft_pass(model, fed, prompt, draft, stop, max_new, counts)
-            if job is None:
-                finish(i, seq)
-            else:
-                job.index = i
-                jobs.append(job)
-                if not stackable(job.cache):
-                    decode(0)
+        for chain in _chains(fed, prompts, drafts):
+            reused = _reusable(fed, prompts[chain[0]])
+            for i in chain:
+                lookup.add(prompts[i], start=max(reused - lookup.longest, 0))
+                lookup.add(drafts[i], priority=1)
+                reused = len(prompts[i]) + len(drafts[i])
+            for i, (seq, job) in zip(chain, _chain_pass(model, fed, [(prompts[i], drafts[i]) for i in chain],
+                                                        stop, max_new, counts)):
+                if job is None:
+                    finish(i, seq)
+                else:
+                    job.index = i
+                    jobs.append(job)
+                    if not stackable(job.cache):
+                        decode(0)
             decode(batch_size - 1)
         decode(0)
     bar.close()
@@ -119,7 +130,8 @@ def generate_dialogs(engine: ChatEngine, items: list[tuple[list[Turn], Turn | No
              "prompt_tokens_reused": round(1 - counts.prefilled / max(counts.prompt_tokens, 1), 3),
              "draft_tokens": counts.draft_tokens, "draft_tokens_accepted": counts.accepted,
              "draft_accept_rate": round(counts.accepted / max(counts.draft_tokens, 1), 3),
-             "items_from_draft": counts.full, "decode_passes": counts.decode_passes}
+             "items_from_draft": counts.full, "draft_passes": counts.draft_passes,
+             "decode_passes": counts.decode_passes}
     return out, stats
 
 
@@ -129,37 +141,67 @@ def _reusable(fed: _Fed, prompt: list[int]) -> int:
     return n if fed.cache is not None and len(prompt) > n and prompt[:n] == fed.ids else 0
 
 
-def _draft_pass(model, fed: _Fed, prompt: list[int], draft: list[int], stop: set[int], max_new: int,
-                counts: _Counts) -> tuple[list[int], Job | None]:
-    """Feed the prompt's new tokens and the draft; leaves prompt + draft in `fed`.
+def _chains(fed: _Fed, prompts: list[list[int]], drafts: list[list[int]]):
+    """Runs of consecutive items (lists of indices) whose prompts each extend the item before's prompt + draft,
+    at most CHAIN_TOKENS new tokens and CHAIN_ROWS logits rows per run (unless one item alone has more):
+    one draft pass each."""
+    i = 0
+    while i < len(prompts):
+        ids = prompts[i] + drafts[i]
+        size, rows, j = len(ids) - _reusable(fed, prompts[i]), len(drafts[i]) + 1, i + 1
+        while j < len(prompts) and len(prompts[j]) > len(ids) and prompts[j][:len(ids)] == ids:
+            size += len(prompts[j]) - len(ids) + len(drafts[j])
+            rows += len(drafts[j]) + 1
+            if size > CHAIN_TOKENS or rows > CHAIN_ROWS:
+                break
+            ids, j = prompts[j] + drafts[j], j + 1
+        yield list(range(i, j))  # the caller's pass updates fed before the next run is formed
+        i = j
 
-    Returns the greedy reply ids (through the stop token, if any) when the draft settles them, else
-    a Job that continues from the draft's accepted prefix (its index for the caller to set).
+
+def _chain_pass(model, fed: _Fed, chain: list[tuple[list[int], list[int]]], stop: set[int], max_new: int,
+                counts: _Counts) -> list[tuple[list[int], Job | None]]:
+    """Feed a chain of (prompt, draft) items in one forward pass; leaves the last prompt + draft in `fed`.
+
+    Causal attention makes the logits at an item's positions depend on the tokens before them only, so
+    one pass over the whole chain checks every item's draft. For each item: the greedy reply ids
+    (through the stop token, if any) when the draft settles them, else a Job that continues from the
+    draft's accepted prefix (its index for the caller to set).
     """
     import torch
 
-    reuse = _reusable(fed, prompt)
+    reuse = _reusable(fed, chain[0][0])
     if not reuse:
         fed.cache = new_dialog_cache(model)
-    new = prompt[reuse:] + draft
-    # logits from the last prompt token on: the greedy token before each draft token, and after the last
-    res = model(input_ids=torch.tensor([new], device=model.device), cache=fed.cache, use_cache=True,
-                logits_to_keep=min(fast_rows(len(draft) + 1), len(new)))
-    tokens = greedy(res.logits[0, -(len(draft) + 1):])
-    fed.ids = prompt + draft  # the whole gold turn: the next item's prompt starts with it
-    counts.prompt_tokens += len(prompt)
-    counts.prefilled += len(prompt) - reuse
-    checked = min(len(draft), max_new)
-    a = accepted(tokens, draft[:checked])
-    counts.draft_tokens += checked
-    counts.accepted += a
-    seq, done = cut(draft[:a] + [tokens[a]], stop, max_new)
-    if done:
-        fed.cache.crop(0)  # trims the sliding-window layers back to their window
-        counts.full += bool(draft)
-        return seq, None
-    # The model leaves the draft: decode on from prompt + draft[:a], on a fork of the cache.
-    cache = fork_cache(fed.cache)
-    fed.cache.crop(0)
-    cache.crop(a - len(draft))
-    return seq, Job(index=-1, cache=cache, history=prompt + seq, start=len(prompt))
+    last_prompt, last_draft = chain[-1]
+    ids = last_prompt + last_draft  # every item's prompt + draft is a prefix of it (see _chains)
+    # logits rows from each prompt's last token on: the greedy token before each draft token, and after the last
+    rows = [p for prompt, draft in chain for p in range(len(prompt) - 1 - reuse, len(prompt) + len(draft) - reuse)]
+    rows += rows[-1:] * (fast_rows(len(rows)) - len(rows))
+    res = model(input_ids=torch.tensor([ids[reuse:]], device=model.device), cache=fed.cache, use_cache=True,
+                logits_to_keep=torch.tensor(rows, device=model.device))
+    counts.draft_passes += 1
+    tokens_all = greedy(res.logits[0])
+    out, at = [], 0
+    for prompt, draft in chain:
+        tokens = tokens_all[at:at + len(draft) + 1]
+        at += len(draft) + 1
+        counts.prompt_tokens += len(prompt)
+        counts.prefilled += len(prompt) - reuse
+        reuse = len(prompt) + len(draft)  # the next item's prompt starts with this one's prompt + draft
+        checked = min(len(draft), max_new)
+        a = accepted(tokens, draft[:checked])
+        counts.draft_tokens += checked
+        counts.accepted += a
+        seq, done = cut(draft[:a] + [tokens[a]], stop, max_new)
+        if done:
+            counts.full += bool(draft)
+            out.append((seq, None))
+            continue
+        # The model leaves the draft: decode on from prompt + draft[:a], on a fork of the cache.
+        cache = fork_cache(fed.cache)
+        cache.crop(len(prompt) + a - len(ids))
+        out.append((seq, Job(index=-1, cache=cache, history=prompt + seq, start=len(prompt))))
+    fed.ids = ids  # the whole last gold turn: the next item's prompt starts with it
+    fed.cache.crop(0)  # trims the sliding-window layers back to their window
+    return out
