@@ -191,3 +191,72 @@ def test_worker_runs_batch_max_jobs_at_once():
     for f in futs:
         f.result(10)
     worker.shutdown()
+
+
+# --- over HTTP: the server batches, and its answers are the one-at-a-time server's ---------------------
+
+def ask_all(url: str, bodies: list[dict]) -> list:
+    httpx = pytest.importorskip("httpx")
+    out: dict[int, object] = {}
+
+    def ask(i, body):
+        r = httpx.post(url + "/v1/chat/completions", json=body, timeout=60)
+        if body.get("stream"):
+            out[i] = (r.status_code, "".join(
+                line for line in r.text.split("\n\n") if '"content"' in line and '"role"' not in line))
+        else:
+            out[i] = (r.status_code, r.json()["choices"][0]["message"]["content"],
+                      r.json()["choices"][0]["finish_reason"])
+
+    threads = [threading.Thread(target=ask, args=(i, b), daemon=True) for i, b in enumerate(bodies)]
+    for t in threads:
+        t.start()
+    return threads, out
+
+
+def test_server_answers_concurrent_requests_batched_as_one_at_a_time(engines, rows_per_pass):
+    pytest.importorskip("fastapi")
+    from tunelab.serve.api import create_app
+    from tunelab.serve.server import BackgroundServer
+
+    stops = [[], ["。"], ["a", "e"]]
+    bodies = [{"model": n, "messages": [{"role": "user", "content": q}], "max_tokens": 16, "stream": i % 2 == 0,
+               "stop": stops[i % 3]} for i, (n, q) in enumerate(jobs(engines)[:9])]
+    engines.decoder = None
+    with BackgroundServer(create_app(engines, queue_size=16, batch_max=1)) as srv:
+        alone = []
+        for b in bodies:
+            threads, out = ask_all(srv.url, [b])
+            threads[0].join(60)
+            alone.append(out[0])
+    with BackgroundServer(create_app(engines, queue_size=16, batch_max=8)) as srv:
+        with engines.lock:  # every request reaches the decoder before its first pass
+            threads, out = ask_all(srv.url, bodies)
+            deadline = time.monotonic() + 20
+            while engines.decoder.active() < len(bodies) and time.monotonic() < deadline:
+                time.sleep(0.01)
+        for t in threads:
+            t.join(60)
+    assert [out.get(i) for i in range(len(bodies))] == alone
+    assert max(rows_per_pass) == 3
+
+
+def test_full_queue_is_429_at_once_while_a_batch_decodes(engines):
+    httpx = pytest.importorskip("httpx")
+    from tunelab.serve.api import create_app
+    from tunelab.serve.server import BackgroundServer
+
+    body = {"model": "run_a", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    with BackgroundServer(create_app(engines, queue_size=2, batch_max=2)) as srv:
+        with engines.lock:  # the two admitted requests wait in the decoder
+            threads, out = ask_all(srv.url, [body, body])
+            deadline = time.monotonic() + 20
+            while engines.decoder.active() < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            start = time.monotonic()
+            r = httpx.post(srv.url + "/v1/chat/completions", json=body, timeout=10)
+            assert r.status_code == 429 and r.json()["error"]["code"] == "queue_full" and time.monotonic() - start < 2
+            assert httpx.get(srv.url + "/health").json()["in_flight"] == 2
+        for t in threads:
+            t.join(60)
+        assert [out[i][0] for i in range(2)] == [200, 200] and out[0] == out[1]
