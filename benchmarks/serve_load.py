@@ -19,6 +19,7 @@ with the command.
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import os
 import platform
@@ -77,7 +78,8 @@ def one_request(c: httpx.Client, url: str, model: str, i: int, max_tokens: int) 
         elif not body["stream"] and "choices" not in r.json():
             problem = "no choices"
         elif body["stream"]:
-            text = "".join(line for line in r.text.split("\n\n") if '"content"' in line and '"role"' not in line)
+            events = [json.loads(e[6:]) for e in r.text.split("\n\n") if e.startswith("data: {")]
+            text = "".join(c["delta"].get("content") or "" for e in events for c in e["choices"])
         else:
             text = str(r.json()["choices"][0]["message"])
     elif r.status_code == 429:

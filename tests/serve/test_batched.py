@@ -8,6 +8,7 @@ the rows of every forward pass, so a test knows batching really happened.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -195,6 +196,12 @@ def test_worker_runs_batch_max_jobs_at_once():
 
 # --- over HTTP: the server batches, and its answers are the one-at-a-time server's ---------------------
 
+def streamed_text(sse: str) -> list[str]:
+    """The content pieces of an SSE chat stream, in order."""
+    events = [json.loads(e[6:]) for e in sse.split("\n\n") if e.startswith("data: {")]
+    return [c["delta"]["content"] for e in events for c in e["choices"] if c["delta"].get("content")]
+
+
 def ask_all(url: str, bodies: list[dict]) -> list:
     httpx = pytest.importorskip("httpx")
     out: dict[int, object] = {}
@@ -202,8 +209,7 @@ def ask_all(url: str, bodies: list[dict]) -> list:
     def ask(i, body):
         r = httpx.post(url + "/v1/chat/completions", json=body, timeout=60)
         if body.get("stream"):
-            out[i] = (r.status_code, "".join(
-                line for line in r.text.split("\n\n") if '"content"' in line and '"role"' not in line))
+            out[i] = (r.status_code, streamed_text(r.text))
         else:
             out[i] = (r.status_code, r.json()["choices"][0]["message"]["content"],
                       r.json()["choices"][0]["finish_reason"])

@@ -26,7 +26,7 @@ END = object()  # put on a row's queue after its last token
 IDLE_S = 5.0  # the decoding thread ends after this long with nothing to do; the next request starts it again
 
 
-@dataclass
+@dataclass(eq=False)  # rows are compared by identity (membership of a batch)
 class Row:
     """One request being decoded; its tokens (then END, or an exception) arrive on `out`."""
 
