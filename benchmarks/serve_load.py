@@ -170,7 +170,7 @@ def table(rows: list[dict]) -> str:
 
 def speedup(rows: list[dict]) -> str:
     """The last full-queue burst against the first (batch_max 1 first, by default)."""
-    full = [r for r in rows if r["refused_429"] == 0 and r["queue"] >= r["clients"]]
+    full = [r for r in rows if r.get("full")]
     if len(full) < 2 or not full[0]["ok_per_s"]:
         return ""
     a, b = full[0], full[-1]
@@ -197,7 +197,8 @@ def main() -> int:
         run_dirs = [str(d) for d in args.run or (preset_run(Path(tmp), args.preset) if args.preset
                                                  else tiny_runs(Path(tmp)))]
         models = MultiEngine.load(run_dirs, device="cpu").names  # the ids the server will list
-        rows = [burst(run_dirs, models, n * rounds, n, args.max_tokens, args.threads, b, rounds) for b in args.batch_max]
+        rows = [{**burst(run_dirs, models, n * rounds, n, args.max_tokens, args.threads, b, rounds), "full": True}
+                for b in args.batch_max]
         rows.append(burst(run_dirs, models, 8, n, args.max_tokens, args.threads, args.batch_max[-1]))
     for r in rows[1:-1]:
         r["same"] = f"{sum(a == b for a, b in zip(r['texts'], rows[0]['texts']))} of {r['requests']}"
