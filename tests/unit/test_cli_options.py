@@ -10,7 +10,7 @@ from tunelab.config.schema import EvalConfig, ServeConfig
 CASES = [(["evaluate", "RUN", "--data", "d.jsonl"], EvalConfig, ["limit", "batch_size", "decode", "max_new_tokens"]),
          (["chat", "RUN"], EvalConfig, ["max_new_tokens", "temperature", "top_p"]),
          (["serve", "RUN"], ServeConfig, ["host", "port", "api_key", "execute_tools", "max_tokens_cap", "queue_size",
-                                          "timeout_s", "max_body_bytes", "max_prompt_tokens", "stuck_margin_s"]),
+                                          "batch_max", "timeout_s", "max_body_bytes", "max_prompt_tokens", "stuck_margin_s"]),
          (["webui", "RUN"], ServeConfig, ["host", "webui_port"])]
 
 

@@ -12,7 +12,7 @@ from tunelab.config.schema import EvalConfig, ServeConfig
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 BASE_MODEL_HELP = ("where the runs' base model is (a preset, a model directory or a .gguf) when not where run.json says: "
                    "a run trained on another machine (default: run.json's model_dir if present, else its base_model)")
-SERVE_FIELDS = ["host", "port", "api_key", "execute_tools", "max_tokens_cap", "queue_size", "timeout_s",
+SERVE_FIELDS = ["host", "port", "api_key", "execute_tools", "max_tokens_cap", "queue_size", "batch_max", "timeout_s",
                 "max_body_bytes", "max_prompt_tokens", "stuck_margin_s"]
 
 

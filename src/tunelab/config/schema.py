@@ -176,6 +176,8 @@ class ServeConfig:
     execute_tools: bool = opt(False, "run the runs' domain tools server-side for clients that send no tools")
     max_tokens_cap: int = opt(512, "a request's max_tokens above this is lowered to it", ge=1)
     queue_size: int = opt(8, "requests admitted at once (running + waiting); more get 429", ge=1)
+    batch_max: int = opt(16, "requests generated at once, those of one run decoding together in one forward pass "
+                         "per step (1: one request at a time)", ge=1)
     timeout_s: float = opt(120.0, "seconds a request may take before 504 (its generation stops then)", gt=0)
     max_body_bytes: int = opt(1_000_000, "larger request bodies get 413", ge=1)
     max_prompt_tokens: int = opt(0, "longer prompts get 400 context_length_exceeded (0: the model's context)",

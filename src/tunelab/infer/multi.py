@@ -5,6 +5,9 @@ of adapter (PEFT cannot mix, say, LoRA and prompt tuning in one model). The adap
 once; each run's engine drives the shared model through an `AdapterView`, whose `generate` takes a
 lock, activates that run's adapter (or disables all of them for the base model) and generates, so
 requests from several threads never run with another run's adapter.
+
+With `enable_batching(batch_max)` (the server), a one-prompt `generate` call joins a `BatchDecoder`
+instead: the requests of one adapter decode together, one forward pass per step (infer/continuous.py).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 import tunelab.utils.offline  # noqa: F401
 from tunelab.config.run_dir import RunDir
 from tunelab.data.template import get_template
+from tunelab.infer.continuous import BatchDecoder, sampler_for
 from tunelab.infer.engine import ChatEngine
 from tunelab.models import load_model
 from tunelab.models.compat import prefix_generation
@@ -70,11 +74,62 @@ class AdapterView:
         return self
 
     def generate(self, *args, **kwargs):
+        decoder = self._owner.decoder
+        if decoder is not None and not args and set(kwargs) <= BATCHABLE and kwargs["input_ids"].shape[0] == 1:
+            return batched_generate(decoder, self._adapter, self._owner.model, **kwargs)
         with self._owner.activate(self._adapter):
             return self._owner.model.generate(*args, **kwargs)
 
     def __getattr__(self, name):
         return getattr(self._owner.model, name)
+
+
+# the `generate` keywords ChatEngine.reply / stream pass; a call with any other goes to `generate` itself
+BATCHABLE = {"input_ids", "attention_mask", "streamer", "stopping_criteria", "max_new_tokens", "do_sample",
+             "eos_token_id", "pad_token_id", "temperature", "top_p", "top_k"}
+
+
+def batched_generate(decoder: BatchDecoder, adapter: str | None, model, input_ids, attention_mask=None,
+                     streamer=None, stopping_criteria=None, max_new_tokens: int = 20, do_sample: bool = False,
+                     eos_token_id=None, pad_token_id=None, temperature=None, top_p=None, top_k=None):
+    """`generate` for one unpadded prompt, decoded by `decoder` among the other requests: the same
+    output tensor (prompt + new tokens, through the stop token), streamer calls and stopping criteria."""
+    import torch
+
+    if attention_mask is not None and not bool(attention_mask.all()):
+        raise ValueError("batched generate takes one unpadded prompt")
+    stop = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id or [])
+    sampler = None
+    if do_sample:
+        top_k = top_k if top_k is not None else getattr(model.generation_config, "top_k", None)
+        sampler = sampler_for(temperature or 1.0, 1.0 if top_p is None else top_p, top_k)
+    row = decoder.submit(adapter, input_ids[0].tolist(), max_new_tokens, stop, sampler)
+    if streamer is not None:
+        streamer.put(input_ids.cpu())
+    new: list[int] = []
+
+    def stopped() -> bool:
+        if not stopping_criteria:
+            return False
+        seq = torch.tensor([input_ids[0].tolist() + new])
+        return bool(stopping_criteria(seq, None).any())
+
+    try:
+        for token in row.tokens(decoder.alive):
+            if token is None:  # no token yet: a cancelled request leaves without waiting for its turn
+                if stopped():
+                    break
+                continue
+            new.append(token)
+            if streamer is not None:
+                streamer.put(torch.tensor([token]))
+            if stopped():
+                break
+    finally:
+        row.abort.set()  # ended, cancelled or failed: its place in the batch is free at the next step
+    if streamer is not None:
+        streamer.end()
+    return torch.cat([input_ids, torch.tensor([new], dtype=input_ids.dtype, device=input_ids.device)], dim=1)
 
 
 class MultiEngine:
@@ -87,6 +142,7 @@ class MultiEngine:
         self.runs = {r.name: r for r in runs}
         self.base_id = base_id
         self.lock = threading.Lock()
+        self.decoder: BatchDecoder | None = None  # enable_batching
         self._has_adapters = any(r.adapter for r in runs)
         self._engines: dict[str, ChatEngine] = {}
         for r in runs:
@@ -105,6 +161,24 @@ class MultiEngine:
         if name not in self._engines:
             raise ConfigError(f"model '{name}' is not loaded; loaded: {', '.join(self.names)}")
         return self._engines[name]
+
+    def enable_batching(self, batch_max: int) -> bool:
+        """Decode up to `batch_max` requests of one adapter together (1: one generate call at a time).
+
+        False (and one at a time) where the model cannot: prompt-learning adapters prepend virtual
+        tokens inside their own generate, and caches of other layer types do not stack."""
+        from transformers import DynamicCache
+
+        from tunelab.models.compat import stackable
+
+        peft_cfg = getattr(self.model, "peft_config", {}) or {}
+        prompt_learning = any(getattr(c, "is_prompt_learning", False) for c in peft_cfg.values())
+        ok = batch_max > 1 and not prompt_learning and stackable(DynamicCache(config=self.model.config))
+        if not ok:
+            self.decoder = None
+        elif self.decoder is None or self.decoder.batch_max != batch_max:
+            self.decoder = BatchDecoder(self.model, self.activate, batch_max)
+        return ok
 
     @contextmanager
     def activate(self, adapter: str | None):

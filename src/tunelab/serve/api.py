@@ -2,10 +2,11 @@
 
 Limits come first, in the order a request meets them: API key (401), body size (413), request
 fields (400), model id among the loaded runs only (404, never read as a path), queue room (429 with
-Retry-After), prompt tokens (400 context_length_exceeded), time (504). Generation runs on one worker
-thread, so the event loop keeps answering /health and refusing what does not fit while a reply is
-being generated. A timeout, a disconnected client or a matched stop string ends generation within
-one decoding step; an error in generation is answered (500) and frees the slot.
+Retry-After), prompt tokens (400 context_length_exceeded), time (504). Generation runs on worker
+threads, so the event loop keeps answering /health and refusing what does not fit while replies are
+being generated; up to `batch_max` requests run at once and those of one adapter decode together
+(serve/worker.py, infer/continuous.py). A timeout, a disconnected client or a matched stop string ends
+generation within one decoding step and frees its place; an error in generation is answered (500).
 """
 
 from __future__ import annotations
@@ -66,7 +67,10 @@ def create_app(engines: MultiEngine, cfg: ServeConfig | None = None, tools: Tool
         plugin = get_domain(engine.domain) if execute_tools else None
         runnable = Toolbox(specs=list(plugin.tool_specs) if plugin else []).merged(user_tools)
         engine.renderer.tools = offered_specs(engine.renderer.tools, runnable, user_tools)
-    worker = GenerationWorker(queue_size)
+    batch_max = min(cfg.batch_max, queue_size)  # more generation threads than admitted requests would idle
+    if batch_max > 1:  # 1: the plain generate path, one request at a time
+        engines.enable_batching(batch_max)
+    worker = GenerationWorker(queue_size, batch_max)
 
     @asynccontextmanager
     async def lifespan(_app):
@@ -201,7 +205,7 @@ def _agent_turns(engine: ChatEngine, req: ChatRequest, reply_fn, tools: Callable
 
 def _complete(engine: ChatEngine, req: ChatRequest, server_tools: Callable[[], Toolbox] | None,
               cancel: threading.Event) -> tuple[Turn, str, dict]:
-    """(turn, finish_reason, usage) on the worker thread, which alone uses the tokenizer."""
+    """(turn, finish_reason, usage), on a worker thread."""
 
     def reply(turns: list[Turn]) -> Turn:
         if req.stop:  # streamed inside, so generation ends at a stop string instead of running on to max_tokens

@@ -1,10 +1,11 @@
-"""The one generation thread behind the API, the bounded queue in front of it, and the text plumbing.
+"""The generation threads behind the API, the bounded queue in front of them, and the text plumbing.
 
-One model generates one request at a time (the adapters share its weights), so requests wait their
-turn in a queue of fixed size; a request that finds it full is refused at once with 429 and a
-Retry-After estimate instead of hanging. A request that times out or whose client goes away sets
-its cancel flag: a job still waiting is dropped, a running one stops generating within one decoding
-step, and its slot is free once generation has ended.
+Up to `batch_max` requests run at once, each on a thread of its own; their generate calls meet in
+the engines' BatchDecoder, where the requests of one adapter decode together (batch_max 1: one request
+at a time, as before). Requests beyond that wait their turn in a queue of fixed size; a request that
+finds it full is refused at once with 429 and a Retry-After estimate instead of hanging. A request that
+times out or whose client goes away sets its cancel flag: a job still waiting is dropped, a running one
+stops generating within one decoding step, and its slot is free once generation has ended.
 """
 
 from __future__ import annotations
@@ -27,26 +28,26 @@ class Cancelled(Exception):
 
 
 class GenerationWorker:
-    """A single generation thread with at most `queue_size` requests admitted (running + waiting)."""
+    """`batch_max` generation threads with at most `queue_size` requests admitted (running + waiting)."""
 
-    def __init__(self, queue_size: int):
-        if queue_size < 1:
-            raise ValueError("queue_size must be at least 1")
-        self.queue_size = queue_size
+    def __init__(self, queue_size: int, batch_max: int = 1):
+        if queue_size < 1 or batch_max < 1:
+            raise ValueError("queue_size and batch_max must be at least 1")
+        self.queue_size, self.batch_max = queue_size, batch_max
         self.in_flight = 0
-        self.busy_since: float | None = None  # monotonic start of the running job, for /health
+        self._started: dict[int, float] = {}  # monotonic start of each running job, for /health
         self._lock = threading.Lock()
         self._seconds: deque[float] = deque(maxlen=20)  # recent job times, for Retry-After
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tunelab-generate")
+        self._pool = ThreadPoolExecutor(max_workers=batch_max, thread_name_prefix="tunelab-generate")
 
     def retry_after(self) -> int:
-        """Seconds until a slot is likely free: the queue ahead times the recent mean job time."""
+        """Seconds until a slot is likely free: the rounds of batch_max jobs ahead times the recent mean job time."""
         mean = sum(self._seconds) / len(self._seconds) if self._seconds else 1.0
-        return max(1, min(120, math.ceil(mean * max(self.in_flight, 1))))
+        return max(1, min(120, math.ceil(mean * math.ceil(max(self.in_flight, 1) / self.batch_max))))
 
     def busy_for(self) -> float:
-        """Seconds the running job has run so far (0 when idle)."""
-        since = self.busy_since
+        """Seconds the longest-running job has run so far (0 when idle)."""
+        since = min(list(self._started.values()), default=None)  # a copy: jobs start and end meanwhile
         return time.monotonic() - since if since is not None else 0.0
 
     def submit(self, fn: Callable[[], object], cancel: threading.Event) -> Future:
@@ -60,11 +61,12 @@ class GenerationWorker:
         def job():
             if cancel.is_set():
                 raise Cancelled()
-            start = self.busy_since = time.monotonic()
+            key, start = threading.get_ident(), time.monotonic()
+            self._started[key] = start
             try:
                 return fn()
             finally:
-                self.busy_since = None
+                self._started.pop(key, None)
                 self._seconds.append(time.monotonic() - start)
 
         fut = self._pool.submit(job)
