@@ -67,14 +67,14 @@ def check_scale_out(cfg: Config) -> None:
     if t.fsdp and t.deepspeed:
         raise ConfigError("train.fsdp and train.deepspeed both set: choose one (fsdp: full_shard, shard_grad_op; "
                           "deepspeed: zero2, zero3 or a JSON path)")
-    if t.deepspeed:
-        if importlib.util.find_spec("deepspeed") is None:
-            raise ConfigError(f"train.deepspeed={t.deepspeed}: DeepSpeed is not installed; pip install "
-                              "--no-build-isolation -e '.[deepspeed]' (or set train.deepspeed='')")
+    if t.deepspeed:  # the config and the combination first: they are wrong whether or not DeepSpeed is installed
         stage = read_deepspeed_config(t.deepspeed).get("zero_optimization", {}).get("stage", 0)
         if stage == 3 and cfg.method.name == "qlora":
             raise ConfigError(f"train.deepspeed={t.deepspeed} (ZeRO-3) cannot shard qlora's 4-bit base weights; "
                               "use train.deepspeed=zero2, or method.name=lora")
+        if importlib.util.find_spec("deepspeed") is None:
+            raise ConfigError(f"train.deepspeed={t.deepspeed}: DeepSpeed is not installed; pip install "
+                              "--no-build-isolation -e '.[deepspeed]' (or set train.deepspeed='')")
     if t.fsdp and cfg.method.name == "qlora":
         raise ConfigError(f"train.fsdp={t.fsdp} with method.name=qlora: 4-bit weights are not sharded here; "
                           "set train.fsdp='' (DDP) or use method.name=lora")
