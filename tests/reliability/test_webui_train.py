@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -16,16 +15,14 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 pytest.importorskip("gradio")
 
 from tests.conftest import SAMPLE, make_tokenizer  # noqa: E402
+from tests.serve.test_webui import CHROME_ARGS, CHROMIUM, _free_port  # noqa: E402
 from tunelab.data.template import get_template  # noqa: E402
 from tunelab.infer.engine import GenerationOptions  # noqa: E402
 from tunelab.serve.chat_stream import stream_agent  # noqa: E402
 from tunelab.serve.train_process import TrainProcess, overrides_for  # noqa: E402
 from tunelab.utils.errors import ConfigError  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "webui_train.png"
-CHROME_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 def write_recipe(root: Path, model: Path) -> Path:
@@ -69,12 +66,6 @@ def test_a_bad_form_value_starts_nothing(tiny_llama, tmp_path):
     lines = overrides_for({"rank": 4.0, "train_file": "a.jsonl, b.jsonl", "model": " "}, tmp_path / "o", tmp_path / "s")
     assert "--method.r=4" in lines and '--data.train_file=["a.jsonl", "b.jsonl"]' in lines
     assert not any(x.startswith("--model.") for x in lines)  # an empty field keeps the recipe's value
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_train_tab_in_headless_chromium(tiny_llama, tmp_path):
