@@ -4,6 +4,7 @@ conventions), a second goal carries only its own constraints, a correction keeps
 from __future__ import annotations
 
 import random
+from collections import Counter
 
 import pytest
 
@@ -91,7 +92,7 @@ def test_later_searches_second_goal_name_correction_added_constraint(db):
         for prev, i in zip(searches, searches[1:]):
             said = turns[i - 1]["content"]
             args, before = turns[i]["arguments"], turns[prev]["arguments"]
-            if any(w in said for w in ("不对", "说错", "我改一下")):
+            if any(w in said for w in ("不对", "说错", "我改一下", "换一下条件")):
                 seen_correction += 1  # one kind replaced, the rest kept
                 kept = {k for k in before if k in args and before[k] == args[k]}
                 assert len(set(before) | set(args)) - len(kept) <= 2, (before, args)
@@ -112,6 +113,22 @@ def test_later_searches_second_goal_name_correction_added_constraint(db):
                         assert _said(args[key], said), (args, said)
     assert seen_second > 10 and seen_correction > 3 and seen_added > 3 and seen_name > 3, (
         seen_second, seen_correction, seen_added, seen_name)
+
+
+def test_goal_sizes_follow_the_real_dev_set(db):
+    """Real first requests state 1-3 kinds of constraint, mostly 2, and at most two facilities
+    (docs/hotel_data.md); each single kind appears alone (type only, one facility, price only, rating only)."""
+    _conn, hotels = db
+    rng = random.Random(5)
+    sizes, singles = Counter(), Counter()
+    for _ in range(600):
+        args, parts = make_goal(rng, hotels)
+        sizes[len(parts)] += 1
+        assert len(args.get("facilities", [])) <= 2, args
+        if len(parts) == 1:
+            singles[next(iter(parts))] += 1
+    assert sizes[4] == 0 and sizes[2] > 0.5 * 600 and sizes[1] > 0.05 * 600, sizes
+    assert set(singles) == {"type", "facilities", "price", "rating"}, singles
 
 
 def test_facility_answers_are_true():

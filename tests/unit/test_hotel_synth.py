@@ -91,7 +91,7 @@ def test_kinds_and_closing_share(dialogs):
     assert len(kinds) >= 6, kinds
     pairs = [(d["dialog"][-2].get("content"), d["dialog"][-1]["content"]) for d in dialogs]
     closing = sum(pair in CLOSINGS for pair in pairs) / N
-    assert 0.35 <= closing <= 0.55, closing
+    assert 0.22 <= closing <= 0.45, closing
 
 
 def test_arguments_only_use_canonical_facilities(db_path, dialogs):
@@ -133,3 +133,64 @@ def test_write_splits_drops_duplicate_content(tmp_path, dialogs):
     stats = write_splits(dialogs[:50] + [copy], tmp_path, seed=0)
     assert stats["duplicates_dropped"] == 1
     assert sum(stats[n] for n in ("train", "dev", "test")) == 50
+
+
+def _hotel_names(db_path) -> list[str]:
+    conn = connect(db_path)
+    names = [n for (n,) in conn.execute("SELECT name FROM hotels")]
+    conn.close()
+    return names
+
+
+def test_every_search_validates_and_finds_hotels_or_is_answered_without_one(db_path, dialogs):
+    """A search returns records, or the reply after it names no hotel at all (none is in the records)."""
+    names = _hotel_names(db_path)
+    empty = 0
+    for d in dialogs:
+        turns = d["dialog"]
+        for i, t in enumerate(turns):
+            if t["role"] != "search":
+                continue
+            assert validate_arguments(t["arguments"]) == [], (d["id"], t)
+            if turns[i + 1]["records"]:
+                continue
+            empty += 1
+            reply = turns[i + 2]
+            assert reply["role"] == "assistant" and any(w in reply["content"] for w in ("没有", "抱歉")), reply
+            assert not [n for n in names if n in reply["content"]], (d["id"], reply)
+    assert empty > 0
+
+
+def test_ranges_follow_the_annotation_of_real_dialogs(dialogs):
+    """Real searches hold a 100-wide price band or a floor, and a rating floor of 4 or 4.5 or exactly 5分
+    (both bounds); at most two facilities in a first request. 3.5 and wider bands only as relaxations."""
+    for d in dialogs:
+        searches = [t["arguments"] for t in d["dialog"] if t["role"] == "search"]
+        assert len(searches[0].get("facilities", [])) <= 2, (d["id"], searches[0])
+        for args in searches:
+            rating = (args.get("rating_range_lower"), args.get("rating_range_upper"))
+            assert rating in ((None, None), (4.0, None), (4.5, None), (5.0, 5.0), (3.5, None)), (d["id"], args)
+
+
+def _follow_up(before: dict, after: dict) -> str:
+    if "name" in after or "name" in before:
+        return "name"
+    kinds = {k.split("_")[0] for k in before}
+    if kinds <= {k.split("_")[0] for k in after} and any(k != "facilities" and after.get(k) != v
+                                                          for k, v in before.items()):
+        return "correction"
+    pairs = {(k, f) for k, v in before.items() for f in (v if isinstance(v, list) else [v])}
+    now = {(k, f) for k, v in after.items() for f in (v if isinstance(v, list) else [v])}
+    return "carries all" if pairs <= now else "new request"
+
+
+def test_follow_up_searches_mostly_carry_the_earlier_constraints(dialogs):
+    """Real follow-up searches add to the running request (docs/hotel_data.md: 72% carry all, none corrects);
+    corrections and new requests stay present but rare, so a model learns to copy what the guest said."""
+    kinds = Counter()
+    for d in dialogs:
+        searches = [t["arguments"] for t in d["dialog"] if t["role"] == "search"]
+        kinds.update(_follow_up(a, b) for a, b in zip(searches, searches[1:]))
+    constraint = kinds["carries all"] + kinds["correction"] + kinds["new request"]
+    assert kinds["carries all"] > 0.5 * constraint, kinds
+    assert 0 < kinds["correction"] < 0.3 * constraint, kinds

@@ -29,10 +29,10 @@ from tunelab.utils.errors import DataError
 
 KINDS = ("by_type", "by_price", "by_type_price", "by_facility", "by_rating", "by_name", "multi_search", "no_result",
          "goal")
-# goal dialogs (goals.py) are shaped like real guests' dialogs and are most of the mix
-KIND_WEIGHTS = (3, 4, 5, 6, 4, 12, 8, 5, 53)
-CLOSING_SHARE = 0.45
-RATING_STEPS = (4.0, 4.2, 4.3, 4.5, 4.6, 4.7, 4.8)
+# goal dialogs (goals.py) are shaped like real guests' dialogs and are most of the mix; real dialogs hold 1.08
+# searches each (docs/hotel_data.md), so dialogs of several searches are few
+KIND_WEIGHTS = (3, 3, 5, 5, 3, 8, 4, 4, 65)
+CLOSING_SHARE = 0.35
 N_RARE = 8  # the least common facilities of the database drive "nothing found" requests
 
 
@@ -46,23 +46,24 @@ def _load_hotels(conn) -> list[dict]:
 
 # --- constraint parts: (args, attributive text, clause text) ---------------------------------
 def _price_part(rng: random.Random, price: int) -> tuple[dict, str, str]:
-    mode = rng.choices(("cap", "range", "floor"), weights=(6, 3, 1))[0]
+    # real searches hold a 100-wide band (88%) or a floor (12%), never a bare cap: caps stay rare
+    mode = rng.choices(("cap", "range", "floor"), weights=(1, 8, 1))[0]
     lower = upper = None
     if mode == "cap":
         upper = max(100, -(-price // 50) * 50 + rng.choice((0, 0, 50, 100)))  # round up to a 50
     else:
         lower = max(100, price // 100 * 100) if price >= 100 else 50
-        upper = lower + rng.choice((100, 200, 300)) if mode == "range" else None
+        upper = lower + 100 if mode == "range" else None
     args = {k: v for k, v in (("price_range_lower", lower), ("price_range_upper", upper)) if v is not None}
     return args, price_phrase(rng, lower, upper, False), price_phrase(rng, lower, upper, True)
 
 
 def _rating_part(rng: random.Random, rating: float) -> tuple[dict, str, str]:
-    if 4.0 <= rating <= 4.5 and rng.random() < 0.1:
-        return ({"rating_range_lower": 4.0, "rating_range_upper": 4.5},
-                rating_phrase(rng, 4.0, 4.5, False), rating_phrase(rng, 4.0, 4.5, True))
-    steps = [r for r in RATING_STEPS if r <= rating] or [3.5]
-    r = rng.choice(steps[-3:])
+    # real searches ask 4.5分以上 (60%), 4分以上 (17%) or exactly 5分 (23%): no other floor, no band
+    if rating >= 5.0 and rng.random() < 0.5:
+        return ({"rating_range_lower": 5.0, "rating_range_upper": 5.0}, rng.choice(("评分5分", "评分是5分")),
+                rng.choice(("评分要5分的", "评分要满分5分")))
+    r = 4.5 if rating >= 4.5 and rng.random() < 0.75 else 4.0 if rating >= 4.0 else 3.5
     return {"rating_range_lower": r}, rating_phrase(rng, r, None, False), rating_phrase(rng, r, None, True)
 
 
@@ -106,7 +107,7 @@ def _constraint_request(b: DialogBuilder, kind: str, hotels: list[dict]) -> None
     if kind == "by_rating":
         parts.append(_rating_part(rng, target["rating"]))
     if kind == "by_facility":
-        parts += _facility_parts(rng, target["facilities"], rng.choice((1, 1, 2, 2, 3)))
+        parts += _facility_parts(rng, target["facilities"], rng.choice((1, 1, 2)))  # real: at most two
     if not parts and htype is None:
         htype = target["type"]
     _request(b, htype, parts)
@@ -121,18 +122,17 @@ def _offer_and_ask(b: DialogBuilder, followups: tuple[int, ...]) -> None:
 
 
 def _modify(b: DialogBuilder, hotels: list[dict]) -> None:
-    """A later search that changes the running request (type, facility, price cap, rating, name)."""
-    rng, args, h = b.rng, dict(b.args), b.offered
+    """A later search that adds to the running request (type, facility, rating) and carries the rest, or asks
+    for a hotel by name. Real follow-up searches do just these two (docs/hotel_data.md); a changed value is a
+    correction, which goals.py says in words."""
+    rng, args = b.rng, dict(b.args)
     if "name" in args:
         args = {}
-    moves = ["type", "facility", "name"]
-    if h and h["price"] is not None and h["price"] >= 200 and (h["name"], "price") in b.asked:  # price was told
-        moves.append("cheaper")
-    if args.get("rating_range_lower", 0) < 4.7:
-        moves.append("rating")
+    moves = ["facility", "facility", "name"] if len(args.get("facilities", [])) < 2 else ["name"]
+    moves += ["type"] * ("type" not in args) + ["rating"] * ("rating_range_lower" not in args)
     move = rng.choice(moves)
     if move == "type":
-        t = rng.choice([t for t in HOTEL_TYPES if t != args.get("type")])
+        t = rng.choice(HOTEL_TYPES)
         args["type"] = t
         b.user(rng.choice((f"有没有{t}的？", f"换成{t}的看看呢？", f"那{t}酒店有推荐的吗？")))
     elif move == "facility":
@@ -141,17 +141,10 @@ def _modify(b: DialogBuilder, hotels: list[dict]) -> None:
         args["facilities"] = args.get("facilities", []) + [f]
         p = facility_phrase(rng, f)
         b.user(rng.choice((f"最好还要{p}。", f"我还需要{p}的。", f"要是{p}就更好了，有吗？")))
-    elif move == "cheaper":
-        cap = max(100, (h["price"] - 1) // 50 * 50)
-        args.pop("price_range_lower", None)
-        args["price_range_upper"] = cap
-        b.user(rng.choice(("有点贵，", "太贵了，", "预算有限，")) + rng.choice(
-            (f"有没有{cap}以内的？", f"{cap}块以内的有吗？", f"不超过{cap}的有吗？")))
     elif move == "rating":
-        r = rng.choice([x for x in (4.5, 4.7, 4.8) if x > args.get("rating_range_lower", 0)])
+        r = rng.choice((4.0, 4.5, 4.5))
         args["rating_range_lower"] = r
-        args.pop("rating_range_upper", None)  # "higher" replaces an earlier rating band
-        b.user(rng.choice(("评分再高一点的有吗？", "我想要口碑更好的，")) + rating_phrase(rng, r, None, False) + "的。")
+        b.user(rng.choice(("评分高一点的有吗？", "我想要口碑好点的，", "还有，要")) + rating_phrase(rng, r, None, False) + "的。")
     else:
         listed = {r["name"] for r in b.records}
         # a hotel already listed is answered from the records, so ask about an unlisted one
@@ -237,7 +230,8 @@ def _flow_no_result(b: DialogBuilder, hotels: list[dict], rare_pool: list[str]) 
         parts = rng.choice((
             [({"price_range_upper": 200}, *(price_phrase(rng, None, 200, c) for c in (False, True)))],
             [({"facilities": [f]}, facility_phrase(rng, f), "要" + facility_phrase(rng, f)) for f in rare],
-            [({"rating_range_lower": 5.0}, rating_phrase(rng, 5.0, None, False), rating_phrase(rng, 5.0, None, True)),
+            [({"rating_range_lower": 5.0, "rating_range_upper": 5.0},  # "5分" is exact, as the annotation has it
+              rating_phrase(rng, 5.0, None, False), rating_phrase(rng, 5.0, None, True)),
              ({"facilities": [rare[0]]}, facility_phrase(rng, rare[0]), "要" + facility_phrase(rng, rare[0]))],
         ))
         args = _merge(t, parts)
@@ -263,7 +257,7 @@ def _one_dialog(rng: random.Random, conn, hotels: list[dict], catalogue: list[st
     else:
         first = rng.choice(KINDS[:5]) if kind == "multi_search" else kind
         _constraint_request(b, first, hotels)
-        _offer_and_ask(b, (0, 1, 1, 2) if kind == "multi_search" else (1, 1, 2, 2, 3))
+        _offer_and_ask(b, (0, 1, 1, 2) if kind == "multi_search" else (0, 1, 1, 2, 2))
         if kind == "multi_search":
             for _ in range(rng.choice((1, 1, 2))):
                 _modify(b, hotels)

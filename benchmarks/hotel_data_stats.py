@@ -1,0 +1,145 @@
+"""Shape of the search turns in hotel dialog files: what a model trained on them learns to copy.
+
+    .venv/bin/python benchmarks/hotel_data_stats.py FILE [FILE ...] [--md OUT.md]
+
+FILE: any dialog format tunelab reads (the hotel format of `tunelab hotel synth` / `import-crosswoz`, or
+OpenAI `messages` with tool calls). Prints one column per file (markdown) with, over all search calls:
+- slots per call as slot F1 counts them (a scalar 1, a list one per element): 0, 1, 2, 3, 4+;
+- constraint kinds per call (name, type, facilities, price, rating: a range counts once);
+- the share of calls that hold each argument name;
+- follow-up calls (not the first of their dialog): a name search; or, against the call before, one that
+  repeats all of its constraints and adds one ("carries all"); a correction (keeps every kind of constraint
+  of the call before but changes a value, "5分" to "4.5分以上" too); a new request (drops some: "carries some", or all:
+  "carries none"); and how many follow the call before finding nothing;
+- the share of calls that find nothing, and of target turns that are calls (vs replies).
+Counts only; nothing is timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+from tunelab.data.readers import read_conversations
+
+KEYS = ("name", "type", "facilities", "price_range_lower", "price_range_upper", "rating_range_lower",
+        "rating_range_upper")
+KINDS = ("name", "type", "facilities", "price", "rating")
+
+
+def slot_count(args: dict) -> int:
+    """Slots as slot P/R/F1 counts them: a list one per element, anything else one."""
+    return sum(len(v) if isinstance(v, list) else 1 for v in args.values())
+
+
+def kinds(args: dict) -> set[str]:
+    """Constraint kinds the arguments hold: a price or rating range counts once."""
+    return {k if k in ("name", "type", "facilities") else k.split("_")[0] for k in args}
+
+
+def _pairs(args: dict) -> set[tuple]:
+    """(key, value) pairs of the arguments, one per facility."""
+    return {(k, f) for k, v in args.items() for f in (v if isinstance(v, list) else [v])}
+
+
+def follow_up(before: dict, after: dict) -> str:
+    """How a call relates to the call before it in the same dialog."""
+    if "name" in after:
+        return "name search"
+    old = {k: v for k, v in before.items() if k != "name"}
+    if not old:
+        return "after a name search"
+    shared = _pairs(old) & _pairs(after)
+    if kinds(old) <= kinds(after) and any(k != "facilities" and after.get(k) != v for k, v in old.items()):
+        return "correction"
+    if shared == _pairs(old):
+        return "carries all" if _pairs(after) != _pairs(old) else "same search"
+    return "carries some" if shared else "carries none"
+
+
+def file_stats(path: str | Path) -> dict:
+    """Counts of one dialog file (see the module docstring): {"label": Counter} per table."""
+    convs, _ = read_conversations(path)
+    slots, kind_n, names, follow, kinds_seen = Counter(), Counter(), Counter(), Counter(), Counter()
+    after_empty = 0
+    calls = replies = empty = 0
+    for conv in convs:
+        last = None
+        turns = conv.turns
+        for i, t in enumerate(turns):
+            if t.role == "assistant":
+                replies += 1
+            if t.role != "tool_call":
+                continue
+            args = t.arguments or {}
+            calls += 1
+            n = slot_count(args)
+            slots[str(n) if n < 4 else "4+"] += 1
+            kind_n[str(min(len(kinds(args)), 4)) if len(kinds(args)) < 4 else "4+"] += 1
+            names.update(k for k in args)
+            kinds_seen[" + ".join(k for k in KINDS if k in kinds(args)) or "(none)"] += 1
+            if last is not None:
+                follow[follow_up(last, args)] += 1
+                after_empty += last_empty
+            last = args
+            last_empty = i + 1 < len(turns) and turns[i + 1].role == "tool_result" and not turns[i + 1].records
+            empty += last_empty
+    return {"dialogs": len(convs), "calls": calls, "replies": replies, "empty": empty, "slots": slots,
+            "kinds": kind_n, "names": names, "follow": follow, "combos": kinds_seen,
+            "after_empty": after_empty}
+
+
+def _pct(n: int, total: int) -> str:
+    return f"{100 * n / total:.1f}" if total else "-"
+
+
+def table(stats: dict[str, dict]) -> str:
+    """Markdown: one row per measure, one column per file (percentages of the row's base)."""
+    files = list(stats)
+    head = "| measure | " + " | ".join(files) + " |\n|---|" + "---|" * len(files) + "\n"
+    rows = [("dialogs", [str(s["dialogs"]) for s in stats.values()]),
+            ("search calls", [str(s["calls"]) for s in stats.values()]),
+            ("calls per dialog", [f"{s['calls'] / max(s['dialogs'], 1):.2f}" for s in stats.values()]),
+            ("% targets that are calls", [_pct(s["calls"], s["calls"] + s["replies"]) for s in stats.values()]),
+            ("% calls finding nothing", [_pct(s["empty"], s["calls"]) for s in stats.values()])]
+    for label in ("0", "1", "2", "3", "4+"):
+        rows.append((f"% calls with {label} slots", [_pct(s["slots"][label], s["calls"]) for s in stats.values()]))
+    for label in ("1", "2", "3", "4+"):
+        rows.append((f"% calls with {label} constraint kinds",
+                     [_pct(s["kinds"][label], s["calls"]) for s in stats.values()]))
+    for key in KEYS:
+        rows.append((f"% calls with {key}", [_pct(s["names"][key], s["calls"]) for s in stats.values()]))
+    labels = ("name search", "after a name search", "carries all", "carries some", "carries none", "correction",
+              "same search")
+    for label in labels:
+        rows.append((f"% follow-up calls: {label}",
+                     [_pct(s["follow"][label], sum(s["follow"].values())) for s in stats.values()]))
+    rows.append(("% follow-up calls after one that found nothing",
+                 [_pct(s["after_empty"], sum(s["follow"].values())) for s in stats.values()]))
+    rows.append(("follow-up calls", [str(sum(s["follow"].values())) for s in stats.values()]))
+    combos = Counter()
+    for s in stats.values():
+        combos.update({c: n / max(s["calls"], 1) for c, n in s["combos"].items()})
+    for combo, _ in combos.most_common(12):
+        rows.append((f"% calls of kinds {combo}", [_pct(s["combos"][combo], s["calls"]) for s in stats.values()]))
+    return head + "".join(f"| {label} | " + " | ".join(cells) + " |\n" for label, cells in rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("files", nargs="+")
+    ap.add_argument("--label", action="append", default=[], help="column name per file (default: the path)")
+    ap.add_argument("--md", help="also write the table here")
+    args = ap.parse_args()
+    labels = args.label + args.files[len(args.label):]
+    text = table({label: file_stats(f) for label, f in zip(labels, args.files)})
+    text = f"Command: `python benchmarks/hotel_data_stats.py {' '.join(sys.argv[1:])}`\n\n{text}"
+    print(text)
+    if args.md:
+        Path(args.md).write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
