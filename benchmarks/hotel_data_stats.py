@@ -66,7 +66,7 @@ def file_stats(path: str | Path) -> dict:
     after_empty = 0
     calls = replies = empty = 0
     for conv in convs:
-        last = None
+        last, last_empty = None, False
         turns = conv.turns
         for i, t in enumerate(turns):
             if t.role == "assistant":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from itertools import pairwise
 
 import pytest
 
@@ -190,7 +191,7 @@ def test_follow_up_searches_mostly_carry_the_earlier_constraints(dialogs):
     kinds = Counter()
     for d in dialogs:
         searches = [t["arguments"] for t in d["dialog"] if t["role"] == "search"]
-        kinds.update(_follow_up(a, b) for a, b in zip(searches, searches[1:]))
+        kinds.update(_follow_up(a, b) for a, b in pairwise(searches))
     constraint = kinds["carries all"] + kinds["correction"] + kinds["new request"]
     assert kinds["carries all"] > 0.5 * constraint, kinds
     assert 0 < kinds["correction"] < 0.3 * constraint, kinds
