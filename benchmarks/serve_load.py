@@ -5,7 +5,7 @@
 
 Without --run or --preset it trains two tiny runs on a tiny random model (seconds on CPU); --preset
 trains one 1-step LoRA run on that preset (the served model is the preset's weights, nearly untouched);
---run serves the given runs. The server runs in a process of its own, started and stopped here.
+--run serves the given runs (requests go to the runs, not to the base they share). The server runs in a process of its own, started and stopped here.
 One burst per --batch-max value (1: one request at a time; more: the requests of one run decode
 together), with a queue that holds every request: --requests clients, each sending --rounds requests
 one after another; requests/s and p95 latency, and whether the replies equal the first burst's (greedy
@@ -197,6 +197,8 @@ def main() -> int:
         run_dirs = [str(d) for d in args.run or (preset_run(Path(tmp), args.preset) if args.preset
                                                  else tiny_runs(Path(tmp)))]
         models = MultiEngine.load(run_dirs, device="cpu").names  # the ids the server will list
+        if args.run or args.preset:  # the given runs only: one model under load, as the measure asks
+            models = models[1:]
         rows = [{**burst(run_dirs, models, n * rounds, n, args.max_tokens, args.threads, b, rounds), "full": True}
                 for b in args.batch_max]
         rows.append(burst(run_dirs, models, 8, n, args.max_tokens, args.threads, args.batch_max[-1]))

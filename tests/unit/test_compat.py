@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import DynamicCache
 
 from tunelab.models import compat
 
@@ -113,6 +114,39 @@ def test_cache_fork_stack_and_row_round_trip(gemma):
         torch.testing.assert_close(out.logits[b, -1], alone[b], rtol=1e-4, atol=1e-4)
         row = compat.cache_row(stacked, b, lengths[b] + 1)
         assert row.layers[0].keys.shape[0] == 1 and compat.stackable(row)
+
+
+@pytest.mark.parametrize("family", ["gemma", "llama"])
+def test_a_growing_stacked_cache_decodes_as_the_copying_one(family, gemma, tiny_llama):
+    """Stacked with spare room, a cache writes new tokens in place (past its room, past gemma's 64-token
+    window) and every step's logits equal those of the plain stack; its rows come back as plain layers."""
+    from transformers import AutoModelForCausalLM
+
+    model = gemma if family == "gemma" else AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
+    lengths = [30, 50]
+    stacks = []
+    for spare in (0, 8):
+        caches = []
+        for n in lengths:
+            cache = DynamicCache(config=model.config)
+            with torch.no_grad():
+                model(input_ids=torch.arange(5, 5 + n)[None] % 60 + 5, past_key_values=cache, use_cache=True)
+            caches.append(cache)
+        stacks.append(compat.stack_caches(caches, lengths, spare=spare))
+    width = max(lengths)
+    for step in range(40):
+        mask = torch.zeros(2, width + step + 1, dtype=torch.long)
+        for b, n in enumerate(lengths):
+            mask[b, width - n:] = 1
+        kw = dict(input_ids=torch.tensor([[7 + step % 40], [9]]), attention_mask=mask, use_cache=True,
+                  position_ids=torch.tensor([[n + step] for n in lengths]))
+        with torch.no_grad():
+            plain, grown = (model(past_key_values=c, **kw).logits[:, -1] for c in stacks)
+        torch.testing.assert_close(grown, plain, rtol=1e-5, atol=1e-5)
+    assert type(stacks[1].layers[0]).__name__.startswith("Growing")
+    row = compat.cache_row(stacks[1], 1, lengths[1] + 40)
+    assert compat.stackable(row)
+    torch.testing.assert_close(row.layers[0].keys, compat.cache_row(stacks[0], 1, lengths[1] + 40).layers[0].keys)
 
 
 def test_drop_quantizer_clears_both_places():

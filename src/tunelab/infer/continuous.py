@@ -23,6 +23,7 @@ from typing import Any, Callable
 from tunelab.models.compat import cache_row, stack_caches, stackable
 
 END = object()  # put on a row's queue after its last token
+SPARE = 64  # a stacked cache's room for new tokens: a step writes into it instead of copying the cache
 IDLE_S = 5.0  # the decoding thread ends after this long with nothing to do; the next request starts it again
 
 
@@ -209,7 +210,8 @@ class BatchDecoder:
         group.rows = rows
         group.width = max((r.length for r in rows), default=0)
         group.cache = rows[0].cache if len(rows) == 1 else stack_caches([r.cache for r in rows],
-                                                                          [r.length for r in rows]) if rows else None
+                                                                          [r.length for r in rows],
+                                                                          spare=SPARE) if rows else None
         if len(rows) > 1:
             for r in rows:  # the stack holds them now; the old tensors can go
                 r.cache = None

@@ -86,8 +86,13 @@ def _kept(layer, length: int) -> int:
     return min(length, layer.sliding_window - 1) if layer.is_sliding else length
 
 
-def stack_caches(caches: list, lengths: list[int]):
-    """One cache for a batch whose row b holds caches[b] (of lengths[b] tokens), right-aligned (left-padded)."""
+def stack_caches(caches: list, lengths: list[int], spare: int = 0):
+    """One cache for a batch whose row b holds caches[b] (of lengths[b] tokens), right-aligned (left-padded).
+
+    With `spare` > 0 its layers write new tokens into a buffer with that much room (grown when full)
+    instead of concatenating a copy of the whole cache at every step; such a cache must not be forked
+    (`fork_cache` shares tensors), only read back through `cache_row`.
+    """
     width = max(lengths)
     out = copy.copy(caches[0])
     out.layers = []
@@ -95,18 +100,61 @@ def stack_caches(caches: list, lengths: list[int]):
         layer = copy.copy(layers[0])
         n = _kept(layer, width)
         _, heads, _, dim = layers[0].keys.shape
-        keys = layers[0].keys.new_zeros((len(caches), heads, n, dim))
-        values = layers[0].values.new_zeros((len(caches), heads, n, layers[0].values.shape[-1]))
+        keys = layers[0].keys.new_zeros((len(caches), heads, n + spare, dim))
+        values = layers[0].values.new_zeros((len(caches), heads, n + spare, layers[0].values.shape[-1]))
         for b, (src, length) in enumerate(zip(layers, lengths)):
             m = _kept(src, length)
             if m:
-                keys[b, :, n - m:] = src.keys[0, :, -m:]
-                values[b, :, n - m:] = src.values[0, :, -m:]
-        layer.keys, layer.values = keys, values
+                keys[b, :, n - m:n] = src.keys[0, :, -m:]
+                values[b, :, n - m:n] = src.values[0, :, -m:]
+        layer.keys, layer.values = keys[:, :, :n], values[:, :, :n]
+        if spare:
+            layer.__class__ = _growing_class(type(layer))
+            layer.buffers = (keys, values)
         if layer.is_sliding:
             layer.cumulative_length = width
         out.layers.append(layer)
     return out
+
+
+_GROWING: dict = {}
+
+
+def _growing_class(base: type) -> type:
+    """`base` (DynamicLayer or DynamicSlidingWindowLayer) with an `update` that writes into `self.buffers`."""
+    if base not in _GROWING:
+        _GROWING[base] = type(f"Growing{base.__name__}", (base,), {"update": _buffered_update, "plain": base})
+    return _GROWING[base]
+
+
+def _buffered_update(self, key_states, value_states, *args, **kwargs):
+    """DynamicLayer.update's result (the cached states plus the new ones; a sliding layer then keeps its
+    window) without copying the cache: keys/values stay views of a buffer, the new states are written after them."""
+    import torch
+
+    k_buf, v_buf = self.buffers
+    n, m = self.keys.shape[-2], key_states.shape[-2]
+    same = self.keys.untyped_storage().data_ptr() == k_buf.untyped_storage().data_ptr()
+    start = (self.keys.storage_offset() - k_buf.storage_offset()) // self.keys.stride(-2) if same else -1
+    if start < 0 or start + n + m > k_buf.shape[-2]:  # no room (or keys were replaced): a bigger buffer, cache first
+        room = n + m + max(64, n // 2)
+        k_buf = torch.cat([self.keys, self.keys.new_empty(*self.keys.shape[:2], room - n, self.keys.shape[-1])], -2)
+        v_buf = torch.cat([self.values, self.values.new_empty(*self.values.shape[:2], room - n,
+                                                               self.values.shape[-1])], -2)
+        self.buffers, start = (k_buf, v_buf), 0
+    k_buf[:, :, start + n:start + n + m] = key_states
+    v_buf[:, :, start + n:start + n + m] = value_states
+    full_k, full_v = k_buf[:, :, start:start + n + m], v_buf[:, :, start:start + n + m]
+    if not self.is_sliding:
+        self.keys, self.values = full_k, full_v
+        return full_k, full_v
+    self.cumulative_length += m
+    keep = n + m if self.record_past else min(n + m, self.sliding_window - 1)
+    self.keys, self.values = full_k[:, :, n + m - keep:], full_v[:, :, n + m - keep:]
+    if self.record_past:  # what DynamicSlidingWindowLayer returns while recording: the visible window only
+        seen = self.sliding_window - 1 + m
+        return full_k[:, :, -seen:], full_v[:, :, -seen:]
+    return full_k, full_v
 
 
 def cache_row(batched, b: int, length: int):
@@ -119,6 +167,9 @@ def cache_row(batched, b: int, length: int):
     out.layers = []
     for layer in batched.layers:
         row = copy.copy(layer)
+        if hasattr(row, "plain"):  # a growing layer's row: a plain layer again (it concatenates, never writes)
+            row.__class__ = row.plain
+            del row.buffers
         m = min(length, layer.keys.shape[-2])
         row.keys, row.values = layer.keys[b:b + 1, :, -m:], layer.values[b:b + 1, :, -m:]
         if layer.is_sliding:
