@@ -118,6 +118,25 @@ def test_concurrent_streams_equal_one_at_a_time(engines):
     assert batched == alone  # the same pieces, not only the same text
 
 
+def test_a_next_turn_prefills_only_what_follows_the_turn_before(engines, monkeypatch):
+    """A chat's next turn (or an agent's next pass) starts with the previous request's tokens: the decoder
+    takes them from the finished request's cache, and the reply is the one a fresh prefill gives."""
+    engine = engines.engine_for("run_b")
+    monkeypatch.setattr(engine, "stop_ids", [])  # the first reply runs its full length, every token cached
+    opts = GenerationOptions(max_new_tokens=8)
+    first = [Turn("user", content="酒店" * 20 + "？")]
+    engines.decoder = None
+    reply = engine.reply(first, opts)
+    follow = first + [reply, Turn("user", content="电话？")]
+    want = engine.reply(follow, opts)
+    assert engines.enable_batching(2)  # a new decoder: nothing kept yet
+    assert engine.reply(first, opts) == reply and engines.decoder.prefixes.reused == 0
+    assert settled(engines)
+    assert engine.reply(follow, opts) == want
+    assert engines.decoder.prefixes.reused >= len(engine.renderer.prompt_ids(first))
+    engines.enable_batching(8)
+
+
 def test_a_cancelled_stream_leaves_the_batch_and_the_others_finish(engines, monkeypatch):
     """What the API does for a client that disconnects: it sets the request's cancel flag."""
     engines.enable_batching(8)

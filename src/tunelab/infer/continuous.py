@@ -20,10 +20,12 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from tunelab.infer.prefix_cache import PrefixCache
 from tunelab.models.compat import cache_row, stack_caches, stackable
 
 END = object()  # put on a row's queue after its last token
 SPARE = 64  # a stacked cache's room for new tokens: a step writes into it instead of copying the cache
+PREFIX_BYTES = 256 * 2**20  # finished requests' caches kept for prompts that start like them
 IDLE_S = 5.0  # the decoding thread ends after this long with nothing to do; the next request starts it again
 
 
@@ -42,6 +44,7 @@ class Row:
     length: int = 0  # tokens held by the cache (the prompt, then every fed token)
     last: int = -1  # the newest token, not yet fed
     made: int = 0
+    ids: list[int] = field(default_factory=list)  # the prompt and every token made (the cache holds `length`)
 
     def tokens(self, alive: Callable[[], bool], poll_s: float = 0.05):
         """Yield this row's tokens until END; raise its error. Ends if the decoder thread dies."""
@@ -74,10 +77,12 @@ class BatchDecoder:
     at most `batch_max` rows of one adapter decode in one pass, the rest wait for a place.
     """
 
-    def __init__(self, model, activate: Callable[[str | None], AbstractContextManager], batch_max: int):
+    def __init__(self, model, activate: Callable[[str | None], AbstractContextManager], batch_max: int,
+                 prefix_bytes: int = PREFIX_BYTES):
         if batch_max < 1:
             raise ValueError("batch_max must be at least 1")
         self.model, self.activate, self.batch_max = model, activate, batch_max
+        self.prefixes = PrefixCache(prefix_bytes)  # used by the decoding thread only
         self._cond = threading.Condition()
         self._waiting: list[Row] = []
         self._groups: dict[str | None, _Group] = {}
@@ -87,7 +92,7 @@ class BatchDecoder:
     def submit(self, adapter: str | None, prompt: list[int], max_new: int, stop: list[int],
                sampler: Callable[[Any], int] | None = None) -> Row:
         """Queue a prompt for decoding; it joins its adapter's group between two steps."""
-        row = Row(adapter, list(prompt), max_new, frozenset(stop), sampler)
+        row = Row(adapter, list(prompt), max_new, frozenset(stop), sampler, ids=list(prompt))
         with self._cond:
             self._waiting.append(row)
             if self._thread is None or not self._thread.is_alive():
@@ -175,8 +180,10 @@ class BatchDecoder:
         import torch
         from transformers import DynamicCache
 
-        cache = DynamicCache(config=self.model.config)
-        res = self.model(input_ids=torch.tensor([row.prompt], device=self.model.device), cache=cache,
+        cache, n = self.prefixes.take(row.adapter, row.prompt)
+        if cache is None:
+            cache = DynamicCache(config=self.model.config)
+        res = self.model(input_ids=torch.tensor([row.prompt[n:]], device=self.model.device), cache=cache,
                          use_cache=True, logits_to_keep=1)
         row.cache, row.length = cache, len(row.prompt)
         logits = res.logits[0, -1]
@@ -194,6 +201,7 @@ class BatchDecoder:
         if token is None or row.abort.is_set():
             return
         row.last, row.made = token, row.made + 1
+        row.ids.append(token)
         row.out.put(token)
         if token in row.stop or row.made >= row.max_new:
             row.out.put(END)
@@ -203,8 +211,7 @@ class BatchDecoder:
         """One cache for `rows`: each kept row's own cache out of the old stack, stacked again."""
         if len(before) > 1:
             for b, r in enumerate(before):
-                if r in rows:
-                    r.cache = cache_row(group.cache, b, r.length)
+                r.cache = cache_row(group.cache, b, r.length)
         if len(rows) > 1 and not all(stackable(r.cache) for r in rows):
             raise RuntimeError("this model's KV cache cannot be batched; serve with batch_max 1")
         group.rows = rows
@@ -216,7 +223,8 @@ class BatchDecoder:
             for r in rows:  # the stack holds them now; the old tensors can go
                 r.cache = None
         for r in before:
-            if r not in rows:
+            if r not in rows:  # ended or gone: its cache may start the next prompt (an agent's next pass)
+                self.prefixes.put(r.adapter, r.ids[:r.length], r.cache)
                 r.cache = None
 
 

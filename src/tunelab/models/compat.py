@@ -81,6 +81,19 @@ def fork_cache(cache):
     return out
 
 
+def own_cache(cache):
+    """`cache` with its own compact tensors: a row taken out of a stack no longer holds the whole stack alive."""
+    for layer in cache.layers:
+        layer.keys, layer.values = layer.keys.clone(), layer.values.clone()
+    return cache
+
+
+def cache_bytes(cache) -> int:
+    """Bytes held by a cache's key and value tensors."""
+    return sum(t.numel() * t.element_size() for layer in cache.layers for t in (layer.keys, layer.values)
+               if t is not None)
+
+
 def _kept(layer, length: int) -> int:
     """How many of a sequence's `length` tokens a layer keeps: a sliding layer only its window's."""
     return min(length, layer.sliding_window - 1) if layer.is_sliding else length
