@@ -102,10 +102,10 @@ class PrefText:
         return self._plain(body, source) + end  # the end marker is learned too: the model learns to stop
 
     def fitted_prompt(self, turns: list[Turn], answers: list[str], max_length: int, source: str):
-        """(prompt text, whether turns were dropped): the prompt of `turns`, its oldest exchanges dropped (whole, from a user turn on; a system turn kept)
-        until it and its longest answer fit `max_length` tokens; (None, True) when even the last exchange does not.
-        TRL would otherwise cut the answers (DPO keeps the start) or nothing at all (ORPO's prompt, whose
-        emptied completion averages 0/0 = NaN), so every pair here is scored in full."""
+        """(prompt text, whether turns were dropped): the prompt of `turns`, its oldest exchanges dropped (whole,
+        from a user turn on; a system turn kept) until it and its longest answer fit `max_length` tokens;
+        (None, True) when even the last exchange does not. TRL would otherwise cut the answers (DPO keeps the
+        start) or nothing (ORPO keeps the prompt: an emptied completion averages 0/0 = NaN)."""
         tok = self.r.tokenizer
         # + 2: the BOS and EOS TRL may add around the text
         need = max(len(tok(a, add_special_tokens=False)["input_ids"]) for a in answers) + 2
