@@ -6,7 +6,7 @@ verdict, a few steps each on the same pairs.
         [--task dpo] [--steps 4]
 
 Each setting is one `tunelab train recipes/hotel_{task}.yaml` in its own process (its own peak RSS) on the
-first 2 x steps pairs; the table (tokens/s, seconds per step, peak RSS, first loss and reward margin) is written
+first 2 x steps pairs; the table (tokens/s, seconds per step, peak RSS, last loss and reward margin) is written
 with this command to benchmarks/results/pref_speed_{task}.md. Timings need a quiet machine. --model and
 --max-length make a tiny smoke run possible (a tiny model's adapter run as --adapter).
 """
@@ -41,11 +41,12 @@ def run(args, name: str, overrides: list[str]) -> dict:
     if proc.returncode != 0:
         sys.exit(f"{name}: {(proc.stderr.strip().splitlines() or ['failed'])[-1]}")
     summary = json.loads((out / "run.json").read_text())
-    first = next(json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in l)
+    # the last logged step: DPO's first is always ln 2 and margin 0 (policy == reference before any update)
+    last = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in l][-1]
     return {"setting": name, "precision": summary["mixed_precision"], "tokens/s": summary["tokens_per_s"],
             "s/step": round(summary["train_time_s"] / max(summary["steps"], 1), 1),
-            "peak RSS (MB)": summary["peak_rss_mb"], "first loss": round(first["loss"], 4),
-            "first margin": round(first.get("rewards/margins", float("nan")), 4)}
+            "peak RSS (MB)": summary["peak_rss_mb"], "last loss": round(last["loss"], 4),
+            "last margin": round(last.get("rewards/margins", float("nan")), 4)}
 
 
 def main() -> None:

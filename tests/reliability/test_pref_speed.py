@@ -38,6 +38,7 @@ def _logged(run) -> list[dict]:
 def scored_rows(monkeypatch):
     """How many hidden states each call of TRL's chunked log-prob kernel through trl.kernels projects."""
     import trl.kernels
+    import trl.trainer.utils  # binds TRL's own fused head to the real kernel first: it is not counted
 
     seen, real = [], trl.kernels.ChunkedLogProbFunction
 

@@ -19,8 +19,8 @@ from tunelab.data.prefs import PrefRow, read_prefs
 from tunelab.data.render import Renderer
 from tunelab.data.schema import Turn
 from tunelab.models.compat_trl import compact_fused_head, pair_forward, scorable
-from tunelab.train.tasks.base import Prepared, Task, apply_method, load_causal, register_task
 from tunelab.train.precision import autocast
+from tunelab.train.tasks.base import Prepared, Task, apply_method, load_causal, register_task
 from tunelab.train.trainer import TokenMeter, budget_scheduler
 from tunelab.utils.errors import ConfigError, DataError
 from tunelab.utils.log import log
