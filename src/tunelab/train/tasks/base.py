@@ -34,6 +34,7 @@ class Prepared:
     train_rows: list[dict]
     dev_rows: list[dict] | None = None
     causal: bool = True  # rows are causal-LM rows (input_ids + per-token labels): every SFT lever applies
+    causal_model: bool = False  # rows of another kind, but the model is a causal LM: its bf16 verdict is measured
     template: ChatTemplate | None = None
     renderer: Renderer | None = None
     collator: Callable | None = None  # None: the job's pad / pack collator for causal rows

@@ -18,6 +18,8 @@ from tunelab.data.dataset import data_files
 from tunelab.data.prefs import PrefRow, read_prefs
 from tunelab.data.render import Renderer
 from tunelab.data.schema import Turn
+from tunelab.models.compat_trl import compact_fused_head, pair_forward, scorable
+from tunelab.train.precision import autocast
 from tunelab.train.tasks.base import Prepared, Task, apply_method, load_causal, register_task
 from tunelab.train.trainer import TokenMeter, budget_scheduler
 from tunelab.utils.errors import ConfigError, DataError
@@ -99,19 +101,47 @@ class PrefText:
         _, body, end, _ = self.t.pieces(turn)
         return self._plain(body, source) + end  # the end marker is learned too: the model learns to stop
 
+    def fitted_prompt(self, turns: list[Turn], answers: list[str], max_length: int, source: str):
+        """(prompt text, whether turns were dropped): the prompt of `turns`, its oldest exchanges dropped (whole,
+        from a user turn on; a system turn kept) until it and its longest answer fit `max_length` tokens;
+        (None, True) when even the last exchange does not. TRL would otherwise cut the answers (DPO keeps the
+        start) or nothing (ORPO keeps the prompt: an emptied completion averages 0/0 = NaN)."""
+        tok = self.r.tokenizer
+        # + 2: the BOS and EOS TRL may add around the text
+        need = max(len(tok(a, add_special_tokens=False)["input_ids"]) for a in answers) + 2
+        head = [t for t in turns[:1] if t.role == "system"]
+        starts = [len(head)] + [i for i, t in enumerate(turns) if t.role == "user" and i > len(head)]
+        for start in starts:
+            text = self.prompt(head + turns[start:], source)
+            if len(tok(text, add_special_tokens=False)["input_ids"]) + need <= max_length:
+                return text, start > starts[0]
+        return None, True
 
-def _dataset(rows: list[PrefRow], text: PrefText, kind: str):
+
+def _dataset(rows: list[PrefRow], text: PrefText, kind: str, max_length: int, name: str):
+    """(dataset, {"shortened": prompts whose oldest exchanges were dropped, "too_long": rows skipped})."""
     from datasets import Dataset
 
-    out = []
+    out, stats = [], {"shortened": 0, "too_long": 0}
     for r in rows:
-        item = {"prompt": text.prompt(r.prompt, r.source)}
         if kind == "pair":
-            item |= {"chosen": text.answer(r.chosen, r.source), "rejected": text.answer(r.rejected, r.source)}
+            item = {"chosen": text.answer(r.chosen, r.source), "rejected": text.answer(r.rejected, r.source)}
         else:
-            item |= {"completion": text.answer(r.completion, r.source), "label": r.label}
-        out.append(item)
-    return Dataset.from_list(out)
+            item = {"completion": text.answer(r.completion, r.source), "label": r.label}
+        answers = [v for k, v in item.items() if k != "label"]
+        prompt, shortened = text.fitted_prompt(r.prompt, answers, max_length, r.source)
+        if prompt is None:
+            stats["too_long"] += 1
+            continue
+        stats["shortened"] += shortened
+        out.append({"prompt": prompt, **item})
+    if not out:
+        raise DataError(f"{name}: every row's last exchange and answer are longer than data.max_length={max_length} "
+                        "tokens; raise data.max_length")
+    if stats["too_long"] or stats["shortened"]:
+        log.info(f"{name}: {stats['shortened']} prompts lost their oldest exchanges to fit data.max_length="
+                 f"{max_length}; {stats['too_long']} rows skipped (their last exchange alone is longer)")
+    return Dataset.from_list(out), stats
 
 
 def _read(files, cfg: Config, kind: str, limit: int) -> list[PrefRow]:
@@ -146,36 +176,61 @@ def _trl(task: str):
     return CPOTrainer, CPOConfig, {"loss_type": "simpo", "cpo_alpha": 0.0}  # SimPO = CPO's simpo loss, no NLL term
 
 
-def _metered(base):
-    """`base` (a TRL trainer) with tunelab's token meter and time-budget learning-rate schedule."""
+def _metered(base, task: str):
+    """`base` (a TRL trainer) with tunelab's token meter and time-budget learning-rate schedule, scoring only
+    completion tokens under the run's autocast when `target_only` (models/compat_trl.py)."""
 
     class Metered(base):
-        def __init__(self, *args, meter: TokenMeter | None = None, time_budget_s: float = 0.0, **kw):
-            self.meter, self.time_budget_s = meter or TokenMeter(), time_budget_s
+        def __init__(self, *args, meter: TokenMeter | None = None, time_budget_s: float = 0.0,
+                     target_only: bool = True, **kw):
+            self.meter, self.time_budget_s, self.target_only = meter or TokenMeter(), time_budget_s, target_only
             super().__init__(*args, **kw)
+            if target_only and task in ("dpo", "kto"):  # their fused LM head, patched onto the model above
+                # the optional outputs TRL 1.16 asks its fused head for (metrics; DPO's WPO weights)
+                outputs = ("entropy", "mean_logits") + (("is_top1",) if task == "dpo" else ()) + (
+                    ("log_sum_sq_probs",) if getattr(self, "use_weighting", False) else ())
+                compact_fused_head(self.model, outputs, self._autocast)
+                if getattr(self, "ref_model", None) is not None:
+                    compact_fused_head(self.ref_model, (), self._autocast)
+
+        def _autocast(self):
+            return autocast("bf16" if self.args.bf16 else "no", self.args.device.type)
+
+        if task in ("orpo", "simpo"):
+            def concatenated_forward(self, model, batch):
+                if not (self.target_only and scorable(model)) or self.is_encoder_decoder or self.aux_loss_enabled:
+                    return super().concatenated_forward(model, batch)
+                with self._autocast():
+                    return pair_forward(self, model, batch, orpo=task == "orpo")
 
         def create_scheduler(self, num_training_steps: int, optimizer=None):
             scheduler = budget_scheduler(self, num_training_steps, optimizer)
             return scheduler if scheduler is not None else super().create_scheduler(num_training_steps, optimizer)
 
         def compute_loss(self, model, inputs, *args, **kw):
-            loss = super().compute_loss(model, inputs, *args, **kw)
+            with self._autocast():  # frozen linears stored in bf16 need it on every path (train/precision.py)
+                loss = super().compute_loss(model, inputs, *args, **kw)
             if model.training:  # real tokens of every sequence in the batch (chosen and rejected alike)
                 self.meter.tokens += sum(int(v.sum()) for k, v in inputs.items()
                                          if k.endswith("attention_mask") and hasattr(v, "sum"))
                 self.meter.loss_sum += float((loss[0] if isinstance(loss, tuple) else loss).detach())
             return loss
 
+        def prediction_step(self, *args, **kw):
+            with self._autocast():
+                return super().prediction_step(*args, **kw)
+
     Metered.__name__ = f"Metered{base.__name__}"
     return Metered
 
 
 def _factory(trainer_cls, tokenizer):
-    def make(model, args, train_dataset, eval_dataset, callbacks, meter, time_budget_s, **_sft_only):
+    def make(model, args, train_dataset, eval_dataset, callbacks, meter, time_budget_s, target_only=True,
+             **_sft_only):
         try:
             return trainer_cls(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                                processing_class=tokenizer, callbacks=callbacks, meter=meter,
-                               time_budget_s=time_budget_s)
+                               time_budget_s=time_budget_s, target_only=target_only)
         except ValueError as e:  # TRL's refusal of a setting, as one line
             raise ConfigError(f"{trainer_cls.__name__.removeprefix('Metered')}: {e}") from None
 
@@ -198,8 +253,9 @@ def prepare(cfg: Config, device: str) -> Prepared:
     dev_rows = _read(cfg.data.dev_file, cfg, kind, cfg.data.dev_max_samples) if cfg.data.dev_file else None
     method, model, tokenizer, model_dir, template, renderer = load_causal(cfg, device)
     text = PrefText(renderer)
-    train_ds = _dataset(train_rows, text, kind)
-    dev_ds = _dataset(dev_rows, text, kind) if dev_rows else None
+    max_length = cfg.data.max_length
+    train_ds, fit = _dataset(train_rows, text, kind, max_length, "data.train_file")
+    dev_ds = _dataset(dev_rows, text, kind, max_length, "data.dev_file")[0] if dev_rows else None
     model = _load_adapter(cfg, model) if cfg.model.adapter else apply_method(cfg, method, model, device)
     base, args_cls, fields = _trl(cfg.data.task)
     p = cfg.pref
@@ -212,9 +268,12 @@ def prepare(cfg: Config, device: str) -> Prepared:
              + (f"; starting from {cfg.model.adapter}" if cfg.model.adapter else ""))
     summary = {"template": template.name, "system_prompt": cfg.data.system_prompt,
                "tool_results": cfg.data.tool_results, "start_adapter": cfg.model.adapter,
-               "pref": {"beta": p.beta, "train_rows": len(train_rows), "dev_rows": len(dev_rows or [])}}
-    return Prepared(model, tokenizer, model_dir, method, train_ds, dev_ds, causal=False, template=template,
-                    renderer=renderer, summary=summary, trainer_factory=_factory(_metered(base), tokenizer),
+               "pref": {"beta": p.beta, "train_rows": len(train_rows), "dev_rows": len(dev_rows or []),
+                        "shortened_prompts": fit["shortened"], "too_long": fit["too_long"]}}
+    # causal_model: the bf16-autocast verdict is SFT's (the job times a step of this causal LM)
+    return Prepared(model, tokenizer, model_dir, method, train_ds, dev_ds, causal=False, causal_model=True,
+                    template=template, renderer=renderer, summary=summary,
+                    trainer_factory=_factory(_metered(base, cfg.data.task), tokenizer),
                     args_cls=args_cls, task_args=fields, before_save=_drop_reference)
 
 
