@@ -46,6 +46,8 @@ def main() -> None:
     ap.add_argument("--sft-long", default="", help="an existing run to use as sft_long (e.g. `make run`'s runs/hotel_lora:"
                     " recipes/hotel_lora.yaml on the same data for sft+pref minutes) instead of training it again")
     ap.add_argument("--eval-only", action="store_true", help="the runs exist under --out: only evaluate and tabulate")
+    ap.add_argument("--pref-only", action="store_true", help="the pairs and the sft run exist under --out: train dpo "
+                    "and orpo again from them, evaluate the runs whose evaluation is missing, tabulate")
     ap.add_argument("--out", default="runs/prefs_compare")
     ap.add_argument("--results", default="benchmarks/results/prefs_compare.md")
     args = ap.parse_args()
@@ -63,19 +65,23 @@ def main() -> None:
 
     total = args.sft_minutes + args.pref_minutes
     sft_long = args.sft_long or str(out / "sft_long")
-    if not args.eval_only:
+    if not args.eval_only and not args.pref_only:
         tunelab("hotel", "prefs", "--db", str(db), "--n", str(args.pairs), "--out", str(prefs))
         if not args.sft_long:
             tunelab("train", "recipes/hotel_lora.yaml", *common, *sft_data, *budget(total),
                     f"--train.output_dir={sft_long}")
         tunelab("train", "recipes/hotel_lora.yaml", *common, *sft_data, *budget(args.sft_minutes),
                 f"--train.output_dir={out}/sft")
+    if not args.eval_only:
         for task in ("dpo", "orpo"):
             tunelab("train", f"recipes/hotel_{task}.yaml", *common, *budget(args.pref_minutes),
                     f"--model.adapter={out}/sft", f"--data.train_file={prefs}", f"--train.output_dir={out}/{task}")
     runs = [sft_long, *(str(out / r) for r in ("sft", "dpo", "orpo"))]
     real = prepare(DEFAULT_FILE, out / "real", args.real)[:2] if args.real and DEFAULT_FILE.is_file() else None
     for run in runs:
+        done = Path(run, "eval-pc-test").is_dir() and (not real or Path(run, "eval-pc-real").is_dir())
+        if args.pref_only and Path(run).name not in ("dpo", "orpo") and done:
+            continue  # not trained again: evaluated before, on the same items
         tunelab("evaluate", run, "--data", str(data / "test.jsonl"), "--limit", str(args.items), "--db", str(db),
                 "--max-new-tokens", "96", "--out", f"{run}/eval-pc-test")
         if real:

@@ -80,8 +80,10 @@ def one_request(c: httpx.Client, url: str, model: str, i: int, max_tokens: int) 
         elif body["stream"]:
             events = [json.loads(e[6:]) for e in r.text.split("\n\n") if e.startswith("data: {")]
             text = "".join(c["delta"].get("content") or "" for e in events for c in e["choices"])
-        else:
-            text = str(r.json()["choices"][0]["message"])
+        else:  # the content, or the calls without their ids (fresh per response)
+            msg = r.json()["choices"][0]["message"]
+            text = msg.get("content") or json.dumps([c["function"] for c in msg.get("tool_calls") or []],
+                                                    ensure_ascii=False)
     elif r.status_code == 429:
         err = r.json().get("error", {})
         if not r.headers.get("retry-after", "").isdigit() or err.get("code") != "queue_full":
@@ -202,8 +204,11 @@ def main() -> int:
         rows = [{**burst(run_dirs, models, n * rounds, n, args.max_tokens, args.threads, b, rounds), "full": True}
                 for b in args.batch_max]
         rows.append(burst(run_dirs, models, 8, n, args.max_tokens, args.threads, args.batch_max[-1]))
+    differ = []
     for r in rows[1:-1]:
         r["same"] = f"{sum(a == b for a, b in zip(r['texts'], rows[0]['texts']))} of {r['requests']}"
+        differ += [(i, a, b) for i, (a, b) in enumerate(zip(rows[0]["texts"], r["texts"])) if a != b][:3]
+    examples = "\n".join(f"- request {i}: `{a[:160]}` vs `{b[:160]}`" for i, a, b in differ)
     out = table(rows)
     gain = speedup(rows)
     print(out)
@@ -232,6 +237,7 @@ Load average before the run: {load} ({os.cpu_count()} CPUs); other work on the m
 Latencies are of the 200 responses, from send to last byte; the 429 column shows refusals do not wait
 for the queue. "Replies as the first burst": greedy replies equal to the first burst's, request by request.
 The server runs in its own process; the {n} client threads share this one.
+{('First replies that differ from the first burst (first burst vs later):' + chr(10) + examples) if differ else ''}
 {'Problems: ' + '; '.join(problems) if problems else 'Every response was 200 or a clean 429; the server was healthy after each burst.'}
 """)
     return 1 if problems else 0
