@@ -63,15 +63,49 @@ def test_gguf_q8_0_agreement_is_reported(runs, family, tmp_path):
     print(family, rt.line("q8_0"))  # reported, not asserted: q8_0 may change a near tie
 
 
+def test_gguf_round_trip_takes_n_prompts_from_a_file(runs, tmp_path, capsys):
+    from tests.conftest import SAMPLE
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("".join(f"Find hotel number {i} with wifi.\n\n" for i in range(10)), encoding="utf-8")
+    out = tmp_path / "out" / "m.gguf"
+    assert main(["export", str(runs["llama"]), "--gguf", str(out), "--check-prompts", "10",
+                 "--check-prompts-file", str(prompts), "--check-new-tokens", "4"]) == 0
+    assert "greedy tokens identical on 10/10 prompts" in capsys.readouterr().out  # past the 8 built-in ones
+    from tunelab.infer.gguf_roundtrip import prompts_from_file
+
+    firsts = prompts_from_file(SAMPLE)  # a data file: each dialog's first user turn
+    first_row = json.loads(SAMPLE.read_text(encoding="utf-8").splitlines()[0])
+    assert firsts[0] == next(t["content"] for t in first_row["dialog"] if t["role"] == "user")
+
+
+def test_round_trip_names_the_first_differing_token():
+    from tunelab.infer.gguf_roundtrip import RoundTrip, first_diff
+
+    assert (first_diff([5, 6, 7], [5, 6, 7]), first_diff([5, 6, 7], [5, 9, 7]), first_diff([5, 6], [5, 6, 7])) == (
+        None, 1, 2)
+    rt = RoundTrip(2, 0, 2, 1.0, [{"first_diff": 3}, {"first_diff": 1}])
+    assert rt.line("q8_0").endswith("first differing token at position 1 (earliest over prompts)")
+
+
 @pytest.mark.parametrize("args, message", [
     (["--quant", "q4_k"], "--quant 'q4_k' is unknown; valid: f16, q8_0"),
+    (["--check-prompts", "9", "--check-prompts-file", "{two}"],
+     "--check-prompts 9: must be between 0 and the 2 prompts of {two}"),
+    (["--check-prompts-file", "{missing}"], "--check-prompts-file {missing}: no such file"),
+    (["--check-new-tokens", "0"], "--check-new-tokens 0: must be at least 1"),
     (["--check-prompts", "99"], "--check-prompts 99: must be between 0 and 8"),
 ])
 def test_gguf_bad_options_are_one_line_and_write_nothing(runs, tmp_path, capsys, args, message):
-    assert main(["export", str(runs["llama"]), "--gguf", str(tmp_path / "m.gguf"), *args]) == 2
+    files = {"two": tmp_path / "in" / "two.txt", "missing": tmp_path / "in" / "missing.txt"}
+    files["two"].parent.mkdir()
+    files["two"].write_text("Hello!\nThanks.\n", encoding="utf-8")
+    args, message = [a.format(**files) for a in args], message.format(**files)
+    out = tmp_path / "out"
+    assert main(["export", str(runs["llama"]), "--gguf", str(out / "m.gguf"), *args]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"tunelab: error: {message}"
-    assert list(tmp_path.iterdir()) == []
+    assert not out.exists()
 
 
 def test_gguf_uncovered_architecture_is_one_line_and_writes_nothing(runs, tmp_path, capsys, monkeypatch):

@@ -82,7 +82,8 @@ def cmd_export(args, overrides: list[str]) -> int:
 
     if args.gguf:
         result = export_gguf(args.run_dir, args.gguf, quant=args.quant, check_prompts=args.check_prompts,
-                             trust_remote_code=args.trust_remote_code)
+                             trust_remote_code=args.trust_remote_code, prompts_file=args.check_prompts_file,
+                             max_new_tokens=args.check_new_tokens)
         print(result["path"])
         if result["round_trip"] is not None:
             print(result["round_trip"].line(args.quant))
@@ -160,6 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--check-prompts", type=int, default=4, metavar="N",
                    help="--gguf: compare greedy generations of the GGUF read back with the merged model on N prompts "
                         "(0: skip)")
+    x.add_argument("--check-prompts-file", default=None, metavar="FILE",
+                   help="--gguf: take the round trip's prompts from FILE: .txt one a line, or a data file (hotel, "
+                        "messages, ...) whose dialogs' first user turns are the prompts (default: 8 built-in ones)")
+    x.add_argument("--check-new-tokens", type=int, default=16, metavar="T",
+                   help="--gguf: greedy tokens generated per round-trip prompt")
     x.add_argument("--trust-remote-code", action="store_true", help=TRUST_HELP)
     x.set_defaults(fn=cmd_export)
     pb = sub.add_parser("publish", help="a model-hub folder: adapter or merged weights, tokenizer, chat template, "

@@ -21,15 +21,21 @@ def position_loss(run_dir: str | Path, data_file: str | list[str], start: int, d
     """Mean cross-entropy of the run's model over the target tokens of `data_file`'s dialogs, split at
     position `start`: {"past": loss at positions >= start, "within": before it, "tokens_past",
     "tokens_within"}; a side with no tokens has loss None. Dialogs are cut at the run's data.max_length."""
-    import torch
-
     engine = load_engine(run_dir, device=device)
     data_cfg = dataclasses.replace(RunDir.open(run_dir).config().data, max_samples=max_samples, format="auto")
     convs, _ = read_data(data_file, data_cfg)
+    return engine_position_loss(engine, convs, start, data_cfg.max_length)
+
+
+def engine_position_loss(engine, convs: list, start: int, max_length: int) -> dict:
+    """`position_loss` for a loaded ChatEngine (a base model too: the zero-shot side of a comparison) over
+    conversations rendered by its template and cut at `max_length` tokens."""
+    import torch
+
     sums, counts = {"past": 0.0, "within": 0.0}, {"past": 0, "within": 0}
     with torch.no_grad():
         for conv in convs:
-            enc = engine.renderer.encode(conv, data_cfg.max_length)
+            enc = engine.renderer.encode(conv, max_length)
             if enc is None:
                 continue
             ids = torch.tensor([enc.input_ids], device=engine.model.device)

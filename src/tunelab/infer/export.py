@@ -72,18 +72,23 @@ def export_merged(run_dir: str | Path, out: str | Path, trust_remote_code: bool 
 
 
 def export_gguf(run_dir: str | Path, out: str | Path, quant: str = "f16", check_prompts: int = 4,
-                trust_remote_code: bool = False) -> dict:
+                trust_remote_code: bool = False, prompts_file: str | Path | None = None,
+                max_new_tokens: int = 16) -> dict:
     """Write OUT.gguf (architecture metadata, tokenizer, chat template, end-of-turn id) in `quant`, then
-    read it back through tunelab's GGUF import and compare greedy generations with the merged model
-    on `check_prompts` prompts. Returns {"path", "quant", "round_trip": RoundTrip}; OUT appears whole
-    or not at all."""
-    from tunelab.infer.gguf_roundtrip import PROMPTS, round_trip
+    read it back through tunelab's GGUF import and compare greedy generations (`max_new_tokens` each)
+    with the merged model on the first `check_prompts` prompts (built-in ones, or `prompts_file`'s).
+    Returns {"path", "quant", "round_trip": RoundTrip}; OUT appears whole or not at all."""
+    from tunelab.infer.gguf_roundtrip import PROMPTS, prompts_from_file, round_trip
     from tunelab.infer.gguf_vocab import tokenizer_metadata
     from tunelab.infer.gguf_write import arch_for, check_quant, write_gguf
 
     check_quant(quant)
-    if not 0 <= check_prompts <= len(PROMPTS):
-        raise ConfigError(f"--check-prompts {check_prompts}: must be between 0 and {len(PROMPTS)}")
+    prompts = prompts_from_file(prompts_file) if prompts_file else PROMPTS
+    if not 0 <= check_prompts <= len(prompts):
+        source = f"the {len(prompts)} prompts of {prompts_file}" if prompts_file else f"{len(prompts)}"
+        raise ConfigError(f"--check-prompts {check_prompts}: must be between 0 and {source}")
+    if max_new_tokens < 1:
+        raise ConfigError(f"--check-new-tokens {max_new_tokens}: must be at least 1")
     out = check_output(out, [run_dir], "--gguf")
     if out.exists():
         raise ConfigError(f"{out} exists; choose a new file name")
@@ -102,5 +107,5 @@ def export_gguf(run_dir: str | Path, out: str | Path, quant: str = "f16", check_
     log.info(f"GGUF written to {out} ({out.stat().st_size / 2**20:.1f} MiB)")
     result = {"path": out, "quant": quant, "round_trip": None}
     if check_prompts:
-        result["round_trip"] = round_trip(engine, out, PROMPTS[:check_prompts])
+        result["round_trip"] = round_trip(engine, out, prompts[:check_prompts], max_new_tokens)
     return result

@@ -30,8 +30,39 @@ class RoundTrip:
     details: list[dict] = field(default_factory=list)
 
     def line(self, quant: str) -> str:
+        firsts = [d["first_diff"] for d in self.details if d.get("first_diff") is not None]
+        where = f"; first differing token at position {min(firsts)} (earliest over prompts)" if firsts else ""
         return (f"round trip ({quant}): greedy tokens identical on {self.same_tokens}/{self.prompts} prompts; "
-                f"tokenizer identical on {self.same_prompt_ids}/{self.prompts}")
+                f"tokenizer identical on {self.same_prompt_ids}/{self.prompts}{where}")
+
+
+def first_diff(a: list[int], b: list[int]) -> int | None:
+    """The first position where two generations differ (one ending early counts); None when identical."""
+    if a == b:
+        return None
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+
+def prompts_from_file(path: str | Path) -> list[str]:
+    """Round-trip prompts from a file: `.txt`, one prompt a line (blank lines skipped); else a data file
+    tunelab reads (hotel, messages, ...), each dialog's first user turn. DataError when it gives none."""
+    from tunelab.config.schema import DataConfig
+    from tunelab.data.dataset import read_data
+    from tunelab.utils.errors import DataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"--check-prompts-file {path}: no such file")
+    if path.suffix == ".txt":
+        prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    else:
+        convs, _ = read_data(str(path), DataConfig())
+        prompts = [next((t.content for t in c.turns if t.role == "user" and t.content), "") for c in convs]
+        prompts = [p for p in prompts if p]
+    if not prompts:
+        raise DataError(f"--check-prompts-file {path}: no prompts (a .txt needs one a line; a data file, "
+                        "dialogs with a user turn)")
+    return prompts
 
 
 def _greedy(engine: ChatEngine, ids: list[int], max_new_tokens: int) -> list[int]:
@@ -65,6 +96,7 @@ def round_trip(merged: ChatEngine, gguf_path: Path, prompts: list[str], max_new_
         a, b = _greedy(merged, ids, max_new_tokens), _greedy(back, ids, max_new_tokens)
         ids_ok = back.renderer.prompt_ids(turns) == ids
         same, same_ids, first = same + (a == b), same_ids + ids_ok, first + (a[:1] == b[:1])
-        details.append({"prompt": text, "merged": a, "gguf": b, "same_prompt_ids": ids_ok})
+        details.append({"prompt": text, "merged": a, "gguf": b, "same_prompt_ids": ids_ok,
+                        "first_diff": first_diff(a, b)})
     n = len(prompts)
     return RoundTrip(n, same, same_ids, first / n if n else 0.0, details)
