@@ -84,7 +84,7 @@ def test_a_goal_finds_the_hotel_it_came_from_and_says_every_part(db):
 def test_later_searches_second_goal_name_correction_added_constraint(db):
     conn, hotels = db
     seen_second = seen_correction = seen_added = seen_name = 0
-    for seed in range(150):
+    for seed in range(300):
         b = DialogBuilder(random.Random(seed), conn, sorted({f for h in hotels for f in h["facilities"]}))
         goal_dialog(b, hotels)
         turns = b.turns

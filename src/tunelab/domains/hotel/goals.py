@@ -162,6 +162,16 @@ SLOT_QUESTIONS = {
 }
 
 
+# the same questions as a request ("帮我查一下它家的评分"): answered from the records, never a new search;
+# real guests ask this way often, and a model that learnt "查一下" only from searches searches on them
+SLOT_NOUNS = {"phone": ("电话", "联系电话", "联系方式"), "address": ("地址", "具体地址", "位置"),
+              "price": ("价格", "最低价格", "房价"), "rating": ("评分", "口碑评分"),
+              "type": ("类型", "酒店类型", "档次"), "subway": ("附近的地铁站",)}
+SLOT_FRAMES = ("帮我查一下{s}的{a}好吗？", "能告诉我一下{s}的{a}吗？", "麻烦你看看{s}的{a}。", "你知道{s}的{a}吗？",
+               "顺便把{s}的{a}告诉我一下。", "{s}的{a}呢？", "能帮我看一下{s}的{a}不？")
+ACKS = ("", "", "好的，", "行，", "记下了，", "谢谢，", "太好了，", "太好啦，", "那好吧，", "可以，", "也可以，", "是吗，")
+
+
 def slot_answer(rng: random.Random, h: dict, slot: str) -> str:
     if slot == "phone":
         return rng.choice((f"电话是{h['phone']}", f"您记一下，电话是{h['phone']}", f"它的电话是{h['phone']}"))
@@ -201,10 +211,11 @@ def ask_about(b: DialogBuilder, h: dict, named: list[dict], first: bool) -> None
     """One user question (one or two slots, or facilities) about hotel h, answered from its record."""
     rng = b.rng
     if len(named) > 1 and first:
-        ref = rng.choice((f"我觉得{h['name']}比较适合我，", f"就去{h['name']}吧，", f"{h['name']}不错，"))
+        ref = rng.choice((f"我觉得{h['name']}比较适合我，", f"就去{h['name']}吧，", f"{h['name']}不错，",
+                          f"那就去{h['name']}好了，"))
         subject = rng.choice(("它家", "这家酒店", ""))
     else:
-        ref = rng.choice(("", "", "好的，", "行，", "记下了，", "谢谢，"))
+        ref = rng.choice(ACKS)
         subject = rng.choice(("这家酒店", "这家酒店", "酒店", "它", h["name"]))
     if rng.random() < 0.25:
         pool = [f for f in (h["facilities"] if rng.random() < 0.5 else b.catalogue)
@@ -216,13 +227,17 @@ def ask_about(b: DialogBuilder, h: dict, named: list[dict], first: bool) -> None
             return
     slots = [s for s in SLOT_QUESTIONS if (h["name"], s) not in b.asked and not (s == "type" and "type" in b.args)]
     chosen = rng.sample(slots, min(len(slots), rng.choice((1, 1, 1, 2)))) or ["phone"]
-    questions = []
-    for i, s in enumerate(chosen):
-        q = rng.choice(SLOT_QUESTIONS[s])
-        if i > 0 or not subject:
-            q = q.removeprefix("的")
-        questions.append((subject if i == 0 else "") + q)
-    b.user(ref + "".join(questions))
+    if rng.random() < 0.4:  # one request for the slots ("帮我查一下它家的类型和评分好吗？")
+        nouns = "和".join(rng.choice(SLOT_NOUNS[s]) for s in chosen)
+        b.user(ref + rng.choice(SLOT_FRAMES).format(s=subject or "这家酒店", a=nouns))
+    else:
+        questions = []
+        for i, s in enumerate(chosen):
+            q = rng.choice(SLOT_QUESTIONS[s])
+            if i > 0 or not subject:
+                q = q.removeprefix("的")
+            questions.append((subject if i == 0 else "") + q)
+        b.user(ref + "".join(questions))
     b.assistant("，".join(slot_answer(rng, h, s) for s in chosen) + "。")
     b.asked.update((h["name"], s) for s in chosen)
 
