@@ -23,11 +23,16 @@ def _lm(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
+def _text_config(lm):
+    """The config holding the text model's settings (a multimodal config keeps them in a sub-config)."""
+    return lm.config.get_text_config() if hasattr(lm.config, "get_text_config") else lm.config
+
+
 def scorable(model) -> bool:
     """True when completion-only scoring applies to `model`: a decoder and an LM head called apart, no logit
     multiplier, no MoE router loss, no prompt-learning virtual tokens."""
     lm = _lm(model)
-    conf = lm.config.get_text_config() if hasattr(lm.config, "get_text_config") else lm.config
+    conf = _text_config(lm)
     active = getattr(model, "active_peft_config", None)
     return (hasattr(lm, "get_decoder") and lm.get_output_embeddings() is not None
             and not any(getattr(conf, k, None) is not None for k in _SCALED)
@@ -46,7 +51,7 @@ def completion_scores(lm, labels: torch.Tensor, outputs: tuple[str, ...] = (), *
     targets = labels[:, 1:]
     mask = targets != -100
     head = lm.get_output_embeddings()
-    conf = lm.config.get_text_config() if hasattr(lm.config, "get_text_config") else lm.config
+    conf = _text_config(lm)
     per_token = ChunkedLogProbFunction.apply(hidden[mask], head.weight, head.bias, targets[mask], 1.0, _CHUNK,
                                              getattr(conf, "final_logit_softcapping", None), 1.0,
                                              ("log_probs", *outputs))
