@@ -40,7 +40,7 @@ from tunelab.train.precision import autocast, resolve_mixed_precision, store_fro
 from tunelab.train.tasks import get_task
 from tunelab.train.tracking import record_final, set_tracking_env, tracking_args
 from tunelab.train.trainer import SFTTrainer, TokenMeter, compile_layers
-from tunelab.utils.dist import is_main, on_main, world_size
+from tunelab.utils.dist import is_main, leave_group, on_main, world_size
 from tunelab.utils.errors import ConfigError
 from tunelab.utils.log import log
 from tunelab.utils.safety import check_output
@@ -235,6 +235,7 @@ def train(cfg: Config | dict | str) -> dict:
         # absolute, so chat/serve/evaluate find it from any directory; sha256 of the weights, checked on load
         "db": str(Path(cfg.data.db).resolve()) if cfg.data.db else "", "checksums": weight_checksums(run_dir),
     }
+    leave_group()  # the last collective is behind us: rank 0's writing and scoring below is its own
     if not main:  # rank 0 writes the run dir, scores the dev items and reports to the trackers
         return {"run_dir": str(run.path), **summary}
     plot_loss(run_dir / "metrics.jsonl", run_dir / "loss.png")

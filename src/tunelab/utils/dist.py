@@ -47,6 +47,15 @@ def barrier() -> None:
         dist.barrier()
 
 
+def leave_group() -> None:
+    """Every rank leaves the process group together (a barrier, then destroy): a rank that exits with the
+    group still up can abort in its teardown (gloo: "terminate called without an active exception") while
+    rank 0 still works. After this, rank() and world_size() read torchrun's environment."""
+    if (dist := _group()) is not None:
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def broadcast_object(value: Any = None) -> Any:
     """Rank 0's `value` on every rank (pickled; small values only)."""
     dist = _group()
