@@ -112,3 +112,32 @@ def test_packed_row_equals_padded_batch(family, request, sample_path):
     # and the test can fail: without position ids the conversations see each other
     c, _ = lm_loss(model, {k: v for k, v in packed.items() if k != "position_ids"})
     assert abs(float(c) - float(a)) > 1e-4
+
+
+def test_decision_starts_marks_the_first_target_of_each_span():
+    from tunelab.train.loss import decision_starts
+
+    keep = torch.tensor([[False, True, True, False, False, True, True, True], [True, True, False, True, False,
+                                                                              False, False, False]])
+    assert decision_starts(keep).nonzero().tolist() == [[0, 1], [0, 5], [1, 0], [1, 3]]
+
+
+@pytest.mark.parametrize("target_only", [True, False])
+def test_decision_weight_weighs_each_turns_first_target(tiny_llama, sample_path, target_only):
+    import torch.nn.functional as F
+
+    from tunelab.train.loss import decision_starts
+
+    model, batch = batch_and_model(tiny_llama, sample_path)
+    model.eval()
+    with torch.no_grad():
+        plain, n = lm_loss(model, batch, num_items=1, target_only=target_only)
+        weighted, n_w = lm_loss(model, batch, num_items=1, target_only=target_only, decision_weight=4.0)
+        logits = model(**batch).logits[:, :-1]
+        labels = batch["labels"][:, 1:]
+        keep = labels != -100
+        per_token = F.cross_entropy(logits[keep], labels[keep], reduction="none")
+        starts = decision_starts(keep)[keep]
+    assert n == n_w and 0 < int(starts.sum()) < n  # several turns, each with more than one target
+    torch.testing.assert_close(plain, per_token.sum(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(weighted, per_token.sum() + 3.0 * per_token[starts].sum(), rtol=1e-5, atol=1e-5)

@@ -118,6 +118,9 @@ class TrainConfig:
         0, "cap on the activations a batch keeps for the backward pass (0: no cap, fastest): a batch over it "
         "checkpoints just enough decoder layers to fit, shorter ones none (train/memory.py)", ge=0)
     target_only_logits: bool = opt(True, "run the LM head only where a label is supervised (same loss, faster)")
+    decision_weight: float = opt(
+        1.0, "loss weight of the first supervised token of each turn, where a chat model decides between a reply "
+        "and a tool call (1: every token alike); causal SFT rows only", gt=0)
     mixed_precision: Literal["auto", "bf16", "no"] = opt(
         "auto", "bf16 autocast (fp32 weights and optimizer, bf16 matmuls and attention) or no; auto: bf16 on "
         "CUDA, and on a CPU where a training step of this model measured at least 1.15x faster in bf16 (timed "

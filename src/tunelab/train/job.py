@@ -177,10 +177,14 @@ def train(cfg: Config | dict | str) -> dict:
     pad_multiple = cfg.data.pad_to_multiple_of or (64 if precision == "bf16" else 1)
     collator = prepared.collator or (
         PackCollator() if cfg.data.packing else PadCollator(tokenizer.pad_token_id, pad_multiple))
+    decision = {"decision_weight": cfg.train.decision_weight} if cfg.train.decision_weight != 1.0 else {}
+    if decision and (prepared.trainer_factory or not prepared.causal):
+        raise ConfigError(f"train.decision_weight={cfg.train.decision_weight} weighs the first token of a causal "
+                          f"SFT turn; data.task '{cfg.data.task}' has none: leave it at 1")
     trainer = (prepared.trainer_factory or SFTTrainer)(
         model=model, args=args, train_dataset=prepared.train_rows, eval_dataset=dev_rows, data_collator=collator,
         meter=meter, time_budget_s=clock.budget_s, activation_budget=budget, causal=prepared.causal,
-        target_only=cfg.train.target_only_logits,
+        target_only=cfg.train.target_only_logits, **decision,
         callbacks=[*([ProgressBar(meter, clock.budget_s, clock), MetricsLog(run_dir / "metrics.jsonl", meter, base)]
                      if main else []), clock, stop_file,
                    *([CheckpointMarker(meter, base, keep_checkpoints or 0)] if main else []),

@@ -44,8 +44,18 @@ def right_padded(mask: torch.Tensor) -> bool:
     return bool((mask[:, :-1] >= mask[:, 1:]).all()) and bool(mask[:, 0].all())
 
 
-def lm_loss(model, batch: dict, num_items: int | torch.Tensor | None = None, target_only: bool = True):
-    """Summed token cross-entropy divided by `num_items` (default: this batch's target count).
+def decision_starts(keep: torch.Tensor) -> torch.Tensor:
+    """Where a supervised span starts (a target whose previous position is not one): the first token of each
+    assistant turn, which decides between a reply and a tool call."""
+    before = torch.zeros_like(keep)
+    before[:, 1:] = keep[:, :-1]
+    return keep & ~before
+
+
+def lm_loss(model, batch: dict, num_items: int | torch.Tensor | None = None, target_only: bool = True,
+            decision_weight: float = 1.0):
+    """Summed token cross-entropy divided by `num_items` (default: this batch's target count); the first target
+    of each supervised span weighs `decision_weight` (train.decision_weight), the others 1.
 
     Returns (loss, number of target tokens in this batch).
     """
@@ -58,6 +68,9 @@ def lm_loss(model, batch: dict, num_items: int | torch.Tensor | None = None, tar
         token_w = batch["weights"][:, None].expand_as(shift_labels)[keep]
     elif "token_weights" in batch:  # packed rows: each token carries its conversation's weight
         token_w = batch["token_weights"][:, 1:][keep]
+    if decision_weight != 1.0:
+        start_w = torch.where(decision_starts(keep)[keep], decision_weight, 1.0)
+        token_w = start_w if token_w is None else token_w * start_w
     # packed rows have position ids that restart per conversation, no attention mask, and the
     # conversations' boundaries (read by tunelab's packed attention, models/attention.py)
     inputs = {k: batch[k] for k in PASSED if k in batch}

@@ -79,13 +79,15 @@ class SFTTrainer(Trainer):
     loss_is_scaled_for_ga = True
 
     def __init__(self, *args, meter: TokenMeter | None = None, target_only: bool = True,
-                 time_budget_s: float = 0.0, activation_budget=None, causal: bool = True, **kw):
+                 time_budget_s: float = 0.0, activation_budget=None, causal: bool = True,
+                 decision_weight: float = 1.0, **kw):
         super().__init__(*args, **kw)
         self.causal = causal
         self.activation_budget = activation_budget  # train/memory.py: which layers checkpoint, per batch
         self.meter = meter or TokenMeter()
         self.time_budget_s = time_budget_s
         self.target_only = target_only
+        self.decision_weight = decision_weight  # training loss only: the dev loss stays every token alike
         if causal:
             self.model_accepts_loss_kwargs = True  # so the Trainer counts num_items_in_batch for us
         else:
@@ -113,7 +115,8 @@ class SFTTrainer(Trainer):
                 self.meter.loss_sum += float((out[0] if return_outputs else out).detach())
             return out
         with self._autocast():
-            loss, n_targets = lm_loss(model, inputs, num_items_in_batch, self.target_only)
+            loss, n_targets = lm_loss(model, inputs, num_items_in_batch, self.target_only,
+                                      self.decision_weight if model.training else 1.0)
         if model.training:
             mask = inputs.get("attention_mask")
             self.meter.tokens += int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
