@@ -50,6 +50,7 @@ def test_validate_knows_preference_rows(tmp_path):
     ({"method": {"name": "prompt_tuning"}}, "method.name prompt_tuning: task dpo .* needs one of lora"),
     ({"data": {"task": "kto"}, "train": {"per_device_train_batch_size": 1}}, "kto estimates its KL term"),
     ({"data": {"packing": True}}, "data.packing=true .* set data.packing=false"),
+    ({"train": {"decision_weight": 5.0}}, "train.decision_weight=5.0 weighs the first token .* leave it at 1"),
 ])
 def test_settings_that_cannot_work_fail_at_config_time(change, words, tiny_llama, tmp_path):
     cfg = _cfg(tiny_llama, write_jsonl(tmp_path / "p.jsonl", [PAIR]), tmp_path / "run")

@@ -127,6 +127,9 @@ def train(cfg: Config | dict | str) -> dict:
     if cfg.data.packing and not prepared.causal:
         raise ConfigError(f"data.packing=true packs causal-LM rows; the {task.name} task's rows here are not "
                           "(an encoder's): set data.packing=false")
+    if cfg.train.decision_weight != 1.0 and (prepared.trainer_factory or not prepared.causal):
+        raise ConfigError(f"train.decision_weight={cfg.train.decision_weight} weighs the first token of a causal "
+                          f"SFT turn; data.task '{cfg.data.task}' has none: leave it at 1")
     if cfg.data.packing and is_prompt_learning(model):
         raise ConfigError(f"data.packing=true does not work with method {cfg.method.name}: its virtual tokens "
                           "would be shared by the packed conversations; set data.packing=false")
@@ -178,9 +181,6 @@ def train(cfg: Config | dict | str) -> dict:
     collator = prepared.collator or (
         PackCollator() if cfg.data.packing else PadCollator(tokenizer.pad_token_id, pad_multiple))
     decision = {"decision_weight": cfg.train.decision_weight} if cfg.train.decision_weight != 1.0 else {}
-    if decision and (prepared.trainer_factory or not prepared.causal):
-        raise ConfigError(f"train.decision_weight={cfg.train.decision_weight} weighs the first token of a causal "
-                          f"SFT turn; data.task '{cfg.data.task}' has none: leave it at 1")
     trainer = (prepared.trainer_factory or SFTTrainer)(
         model=model, args=args, train_dataset=prepared.train_rows, eval_dataset=dev_rows, data_collator=collator,
         meter=meter, time_budget_s=clock.budget_s, activation_budget=budget, causal=prepared.causal,
