@@ -66,6 +66,10 @@ LADDER = [
     ("+ torch.compile of the decoder layers, a later run (kernels from the cache the first run filled)",
      {"train.compile": True}, "warm"),
 ]
+# what the ladder kept on every machine measured so far (benchmarks/results/train_throughput*.md): with
+# `--skip ladder` only this is timed (compile cold, then warm), for the comparisons in less than half the time
+KEPT = {"data.tool_results": "table", "train.target_only_logits": True, "train.gradient_checkpointing": False,
+        "train.mixed_precision": "auto", "data.pad_to_multiple_of": 64, "train.compile": True}
 # measured beside the ladder, on the kept configuration: what the alternatives would cost
 ASIDE = [
     ("(kept configuration, padded batches of 4 instead of packing)",
@@ -252,10 +256,10 @@ def main() -> None:
     ap.add_argument("--dev", type=int, default=12, help="held-out dialogs for the dev loss")
     ap.add_argument("--per-turn-dialogs", type=int, default=0,
                     help="time the per-turn recipe on the first K dialogs only (0: all N); it is the slowest")
-    ap.add_argument("--activation-mb", type=int, default=500,
-                    help="also time the kept configuration with train.activation_memory_mb=N (0: don't)")
+    ap.add_argument("--activation-mb", type=int, nargs="+", default=[500],
+                    help="also time the kept configuration with train.activation_memory_mb=N, for each N (0: don't)")
     ap.add_argument("--out", default="train_throughput", help="results file name (benchmarks/results/NAME.md, .json)")
-    ap.add_argument("--skip", default="", help="comma-separated: lf, per_turn, aside, infer")
+    ap.add_argument("--skip", default="", help="comma-separated: lf, lf_bf16, per_turn, ladder (time only KEPT), aside, infer")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     cmd = "python benchmarks/train_throughput/run.py " + " ".join(sys.argv[1:])
@@ -283,6 +287,7 @@ def main() -> None:
         rows.append(row("LLaMA-Factory 0.9.5 (its defaults: fp32, gradient checkpointing on)", runs["lf"], flops,
                         ceiling))
         print(rows[-1], flush=True)
+    if "lf" not in skip and "lf_bf16" not in skip:
         # LF's own bf16 mode too, so tunelab's bf16 lever is not counted as a design win over it
         runs["lf_bf16"] = run_lf(train, model_dir, bf16=True)
         rows.append(row("LLaMA-Factory 0.9.5 with bf16: true (its bf16 mode, on the CPU)",
@@ -295,7 +300,10 @@ def main() -> None:
         print(rows[-1], flush=True)
 
     settings, best, fp32_best = {}, None, None
-    for i, (name, lever, *cache) in enumerate(LADDER):
+    ladder = LADDER if "ladder" not in skip else [
+        ("kept configuration of the ladder, first run (compiling included; never kept)", KEPT, "cold"),
+        ("kept configuration of the ladder, a later run (compiled kernels from the cache)", KEPT, "warm")]
+    for i, (name, lever, *cache) in enumerate(ladder):
         trial = {**settings, **lever}
         r = run_tunelab(f"ladder{i}", train, trial, cache=cache[0] if cache else "")
         if r["mixed_precision"] == "no" and (fp32_best is None or r["train_s"] < fp32_best["train_s"]):
@@ -312,12 +320,12 @@ def main() -> None:
             r = run_tunelab(f"aside{i}", train, {**settings, **change})
             rows.append({**row("tunelab " + name, r, flops, ceiling), "aside": True})
             print(rows[-1], flush=True)
-    if args.activation_mb:  # memory-capped: the kept levers + an activation budget, with and without compile
-        budget = {"train.activation_memory_mb": args.activation_mb, "train.gradient_checkpointing": False}
+    for mb in filter(None, args.activation_mb):  # memory-capped: the kept levers + an activation budget
+        budget = {"train.activation_memory_mb": mb, "train.gradient_checkpointing": False}
         variants = [("", {})] + ([] if settings.get("train.compile") else [(" + compile, later run", {"train.compile": True})])
         for i, (extra, change) in enumerate(variants):
-            r = run_tunelab(f"capped{i}", train, {**settings, **change, **budget})
-            rows.append({**row(f"tunelab (kept configuration{extra} + activation_memory_mb={args.activation_mb}: a "
+            r = run_tunelab(f"capped{mb}_{i}", train, {**settings, **change, **budget})
+            rows.append({**row(f"tunelab (kept configuration{extra} + activation_memory_mb={mb}: a "
                                "dialog over it checkpoints just enough layers)", r, flops, ceiling), "capped": True})
             print(rows[-1], flush=True)
             if "capped" not in runs or r["train_s"] < runs["capped"]["train_s"]:
@@ -328,7 +336,7 @@ def main() -> None:
               "tunelab": dev_loss(model_dir, runs["tunelab"]["run_dir"], dev, runs["tunelab"]["tool_results"])}
     if "capped" in runs:
         losses["tunelab, capped (the faster capped row)"] = dev_loss(model_dir, runs["capped"]["run_dir"], dev, runs["capped"]["tool_results"])
-    if fp32_best is not runs["tunelab"]:  # the kept run is bf16: did mixed precision change what was learned?
+    if fp32_best is not None and fp32_best is not runs["tunelab"]:  # the kept run is bf16: did mixed precision change what was learned?
         losses["tunelab, fastest fp32 row"] = dev_loss(model_dir, fp32_best["run_dir"], dev, fp32_best["tool_results"])
     if "per_turn" in runs:
         losses["per-turn recipe"] = dev_loss(model_dir, runs["per_turn"]["run_dir"], dev, "json")
