@@ -1,7 +1,6 @@
 """The measurement behind `train.mixed_precision: auto` on this CPU: one training step of each preset with LoRA
-r16 (forward and backward of the target-only loss, 512
-tokens, a sixth supervised) in fp32 and under bf16 autocast, timed afresh
-(not read from the verdict cache).
+r16 (forward and backward of the target-only loss, 512 tokens, a sixth supervised) in fp32 and under bf16
+autocast, timed afresh (not read from the verdict cache).
 
     .venv/bin/python benchmarks/bf16_verdict.py [--models smollm2-135m-instruct gemma3-270m]
 
