@@ -66,8 +66,9 @@ LADDER = [
     ("+ torch.compile of the decoder layers, a later run (kernels from the cache the first run filled)",
      {"train.compile": True}, "warm"),
 ]
-# what the ladder kept on every machine measured so far (benchmarks/results/train_throughput*.md): with
-# `--skip ladder` only this is timed (compile cold, then warm), for the comparisons in less than half the time
+# what the ladder kept on both AMX machines measured (benchmarks/results/train_throughput*.md; on the non-AMX EPYC,
+# train_throughput_epyc.md, it kept neither the length buckets nor compile: run the whole ladder on a new kind of
+# CPU): with `--skip ladder` only this is timed (compile cold, then warm), for the comparisons in less than half the time
 KEPT = {"data.tool_results": "table", "train.target_only_logits": True, "train.gradient_checkpointing": False,
         "train.mixed_precision": "auto", "data.pad_to_multiple_of": 64, "train.compile": True}
 # measured beside the ladder, on the kept configuration: what the alternatives would cost
