@@ -12,7 +12,7 @@ from tests.unit.test_loss import batch_and_model
 
 @pytest.mark.parametrize("ratio", [1.65, 1.05])
 def test_resolve(monkeypatch, ratio):
-    monkeypatch.setattr(precision, "measured_bf16", lambda model: {"ratio": ratio})
+    monkeypatch.setattr(precision, "measured_bf16", lambda model, store=True: {"ratio": ratio})
     model = object()
     assert resolve_mixed_precision("auto", "cpu", "auto", model) == ("bf16" if ratio >= precision.BF16_MARGIN else "no",
                                                                      {"ratio": ratio})
@@ -34,12 +34,16 @@ def test_the_verdict_is_measured_once_per_machine_and_model(tiny_llama, tmp_path
     model = get_method("lora").apply(load_model(cfg.model, "cpu")[0], cfg.method, TrainContext("cpu", 1))
     calls = []
     real = precision.time_bf16_step
-    monkeypatch.setattr(precision, "time_bf16_step", lambda m: calls.append(1) or real(m))
+    monkeypatch.setattr(precision, "time_bf16_step", lambda m, **kw: calls.append(1) or real(m, **kw))
     first = precision.measured_bf16(model)
     again = precision.measured_bf16(model)
     assert len(calls) == 1 and not first["cached"] and again["cached"]
     assert first["ratio"] == again["ratio"] == first["step"] > 0 and first["fp32_s"] > 0
     assert all(p.grad is None for p in model.parameters())  # the probe leaves no gradients behind
+    # it timed the bf16 step with the frozen weights in bf16, and put the fp32 ones back (the head still tied)
+    lm = model.get_base_model()
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert lm.lm_head.weight is lm.get_input_embeddings().weight or not lm.config.tie_word_embeddings
     assert (tmp_path / "bf16_verdicts.json").is_file()
 
 
@@ -85,10 +89,12 @@ def test_frozen_linears_in_bf16_give_the_same_step(tiny_llama, sample_path):
     plain, _, loss0, grads0 = step(False)
     stored, n, loss1, grads1 = step(True)
     layers = stored.get_base_model().model.layers
-    assert n == 2 * 7  # every q,k,v,o,gate,up,down of both layers (LoRA's base layers included)
+    assert n == 2 * 7 + 1  # every q,k,v,o,gate,up,down of both layers (LoRA's base layers included), the head
     assert layers[0].self_attn.q_proj.base_layer.weight.dtype == torch.bfloat16
     assert layers[0].self_attn.q_proj.lora_A["default"].weight.dtype == torch.float32  # trained: fp32
     assert layers[0].input_layernorm.weight.dtype == torch.float32
-    assert stored.get_base_model().lm_head.weight.dtype == torch.float32
+    base = stored.get_base_model()
+    assert base.lm_head.weight.dtype == torch.bfloat16 and not base.lm_head.weight.requires_grad
+    assert base.get_input_embeddings().weight.dtype == torch.float32  # the lookup keeps fp32 (untied if tied)
     assert torch.equal(loss0, loss1)
     assert grads0.keys() == grads1.keys() and all(torch.equal(grads0[k], grads1[k]) for k in grads0)

@@ -122,7 +122,8 @@ def train(cfg: Config | dict | str) -> dict:
     model, tokenizer, method = prepared.model, prepared.tokenizer, prepared.method
     # auto on a CPU: bf16 where this machine runs the model's shapes faster in it (measured once, cached)
     precision, bf16_measured = resolve_mixed_precision(cfg.train.mixed_precision, device, cfg.model.dtype,
-                                                       model if prepared.causal or prepared.causal_model else None)
+                                                       model if prepared.causal or prepared.causal_model else None,
+                                                       store=bool(method.adapter))
     prepared.precision = precision
     if cfg.data.packing and not prepared.causal:
         raise ConfigError(f"data.packing=true packs causal-LM rows; the {task.name} task's rows here are not "

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from tunelab.data.render import IGNORE
+from tunelab.train.head_ce import head_ce
 
 PASSED = ("input_ids", "attention_mask", "position_ids", "cu_seq_lens_q", "cu_seq_lens_k", "max_length_q",
           "max_length_k")
@@ -88,8 +89,13 @@ def lm_loss(model, batch: dict, num_items: int | torch.Tensor | None = None, tar
         # compute, and without one attention takes the fused causal kernel instead of a built mask
         del inputs["attention_mask"]
     hidden = lm.get_decoder()(**inputs, use_cache=False).last_hidden_state
-    logits = lm.get_output_embeddings()(hidden[:, :-1][keep]).float()
+    head = lm.get_output_embeddings()
     cap = getattr(lm.config, "final_logit_softcapping", None)
+    if type(head) is torch.nn.Linear and head.bias is None and not head.weight.requires_grad:
+        device = hidden.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+        return head_ce(hidden[:, :-1][keep], head.weight, shift_labels[keep], token_w, cap, dtype) / denom, n_targets
+    logits = head(hidden[:, :-1][keep]).float()
     if cap:
         logits = torch.tanh(logits / cap) * cap
     return _ce(logits, shift_labels[keep], token_w) / denom, n_targets

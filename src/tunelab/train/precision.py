@@ -83,15 +83,20 @@ def _machine() -> str:
            f"{torch.get_num_threads()} threads | {os.cpu_count()} cpus"
 
 
-PROBE = {"tokens": 512, "supervised": 1 / 6}  # a dialog row of the hotel recipe: ~515 tokens, 17% of them targets
+# a dialog row of the hotel recipe (~515 tokens, 17% of them targets), the bf16 step with its frozen weights
+# stored in bf16 as training stores them
+PROBE = {"tokens": 512, "supervised": 1 / 6, "weights": "bf16-stored"}
 
 
-def time_bf16_step(model, tokens: int = PROBE["tokens"], reps: int = 3) -> dict:
+def time_bf16_step(model, tokens: int = PROBE["tokens"], reps: int = 3, store: bool = True) -> dict:
     """fp32 / bf16-autocast time of one training step of `model` itself (forward and backward through the
     target-only loss, `tokens` random tokens, the last sixth supervised as in a dialog row) on this CPU; best
     of `reps`, the two precisions interleaved. (A probe with half the tokens supervised times mostly the
     262k-wide LM head and under-states what bf16 gains on a dialog: on one 2-core AMX machine it measured
-    gemma3-270m at 0.97x, this probe 1.39x, the `bf16 vs fp32 on this CPU` line of `tunelab train`.)"""
+    gemma3-270m at 0.97x, this probe 1.39x, the `bf16 vs fp32 on this CPU` line of `tunelab train`.) With
+    `store` (an adapter run) the bf16 step has the frozen linears and head in bf16, as training stores them:
+    timed with autocast casting them every step, the probe measured gemma3-270m at 1.18x on an AMX machine
+    where the stored step runs 1.8x faster than fp32 (benchmarks/results/head_ce.md)."""
     import torch
 
     from tunelab.train.loss import causal_lm, lm_loss
@@ -102,8 +107,20 @@ def time_bf16_step(model, tokens: int = PROBE["tokens"], reps: int = 3) -> dict:
     labels = ids.clone()
     labels[:, : tokens - int(tokens * PROBE["supervised"])] = -100
     params = [p for p in model.parameters() if p.requires_grad]
+    # the bf16 step runs as training runs it: frozen linears and head stored in bf16 (store_frozen_linears);
+    # the fp32 weights are put back after
+    swaps = [(m, {k: getattr(m, k) for k in ("weight", "bias") if getattr(m, k) is not None})
+             for m in (frozen_linears(model) if store else [])]
+    low = [{k: torch.nn.Parameter(p.detach().bfloat16(), requires_grad=False) for k, p in full.items()}
+           for _, full in swaps]
+
+    def use(bf16: bool) -> None:
+        for (m, full), small in zip(swaps, low):
+            for k in full:
+                setattr(m, k, small[k] if bf16 else full[k])
 
     def step(precision: str) -> float:
+        use(precision == "bf16")
         start = time.perf_counter()
         with autocast(precision, "cpu"):
             loss, _ = lm_loss(model, {"input_ids": ids, "labels": labels}, None, True)
@@ -113,23 +130,27 @@ def time_bf16_step(model, tokens: int = PROBE["tokens"], reps: int = 3) -> dict:
             p.grad = None
         return elapsed
 
-    for precision in ("no", "bf16"):
-        step(precision)  # kernels are built for the shapes on the first call
-    out = {"no": [], "bf16": []}
-    for _ in range(reps):  # interleaved, so a slow moment of the machine hits both
-        for precision in out:
-            out[precision].append(step(precision))
+    try:
+        for precision in ("no", "bf16"):
+            step(precision)  # kernels are built for the shapes on the first call
+        out = {"no": [], "bf16": []}
+        for _ in range(reps):  # interleaved, so a slow moment of the machine hits both
+            for precision in out:
+                out[precision].append(step(precision))
+    finally:
+        use(False)
     out = {k: min(v) for k, v in out.items()}
     return {"step": round(out["no"] / max(out["bf16"], 1e-9), 3), "fp32_s": round(out["no"], 3),
             "bf16_s": round(out["bf16"], 3)}
 
 
-def measured_bf16(model) -> dict:
+def measured_bf16(model, store: bool = True) -> dict:
     """This machine's bf16-autocast speed-up of a training step of `model` ({"ratio", "step", "fp32_s",
-    "bf16_s", "machine", "cached"}), timed once and then read from tunelab's cache directory."""
+    "bf16_s", "machine", "cached"}), timed once and then read from tunelab's cache directory. `store`: the
+    run stores its frozen linears in bf16 (an adapter method)."""
     shapes = {**model_shapes(model), "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
-              "probe": PROBE}
-    return _cached(shapes, lambda: time_bf16_step(model), "step")
+              "probe": PROBE, "stored": store}
+    return _cached(shapes, lambda: time_bf16_step(model, store=store), "step")
 
 
 def measured_bf16_shapes(shapes: dict) -> dict:
@@ -158,7 +179,8 @@ def _cached(shapes: dict, measure, ratio_key: str) -> dict:
     return {**verdicts[key], "cached": False}
 
 
-def resolve_mixed_precision(name: str, device: str, weight_dtype: str, model=None) -> tuple[str, dict | None]:
+def resolve_mixed_precision(name: str, device: str, weight_dtype: str, model=None,
+                            store: bool = True) -> tuple[str, dict | None]:
     """('bf16' or 'no', the measurement behind it or None) for `train.mixed_precision=name` on `device` with
     `model.dtype=weight_dtype`; on a CPU `auto` measures the causal LM `model` (measured_bf16; None: fp32)."""
     if name not in CHOICES:
@@ -173,7 +195,7 @@ def resolve_mixed_precision(name: str, device: str, weight_dtype: str, model=Non
         return ("bf16" if torch.cuda.is_bf16_supported() else "no"), None
     if model is None:  # not a causal LM (an encoder's rows): no step probe, fp32
         return "no", None
-    measured = measured_bf16(model)
+    measured = measured_bf16(model, store)
     return ("bf16" if measured["ratio"] >= BF16_MARGIN else "no"), measured
 
 
@@ -195,23 +217,38 @@ def autocast(precision: str, device: str):
 
 
 def store_frozen_linears(model, dtype) -> int:
-    """Keep the decoder's frozen linear weights in `dtype` (bf16) for a bf16-autocast run on the CPU.
+    """Keep the decoder's frozen linear weights and a frozen LM head in `dtype` (bf16) for a bf16-autocast run
+    on the CPU.
 
     Autocast would cast each of them to bf16 in every forward pass anyway (frozen weights are not in its
-    cache) and keep the copy for the backward pass: storing them in bf16 once gives the matmuls the very
-    same operands, skips that copy each step and halves their memory. Trainable weights (LoRA factors,
-    norms), embeddings and the LM head stay fp32. The model then needs autocast to run (fp32 inputs
-    meet bf16 weights), so only the trainer uses it; evaluation reloads the run from disk.
-    Returns the number of linear layers stored in `dtype`.
+    cache; the LM head twice, forward and backward) and keep the copy for the backward pass: storing them in
+    bf16 once gives the matmuls the very same operands, skips those copies each step and halves their
+    memory. A head tied to the input embeddings gets its own bf16 copy (the embedding lookup stays fp32:
+    its output feeds the fp32 residual stream); on gemma3-270m the head's two casts were a third of a bf16
+    step (benchmarks/results/head_ce.md). Trainable weights (LoRA factors, norms) stay fp32. The model then
+    needs autocast to run (fp32 inputs meet bf16 weights), so only the trainer uses it; evaluation reloads
+    the run from disk. Returns the number of linear layers stored in `dtype`, the head included.
     """
+    import torch
+
+    stored = frozen_linears(model)
+    for m in stored:  # a new parameter: unties a tied head from the embeddings, which keep theirs
+        m.weight = torch.nn.Parameter(m.weight.detach().to(dtype), requires_grad=False)
+        if m.bias is not None:
+            m.bias = torch.nn.Parameter(m.bias.detach().to(dtype), requires_grad=False)
+    return len(stored)
+
+
+def frozen_linears(model) -> list:
+    """The fp32 linear layers store_frozen_linears stores in bf16: the decoder's frozen ones and a frozen LM head."""
     import torch
 
     from tunelab.train.loss import causal_lm
 
-    n = 0
-    for m in causal_lm(model).get_decoder().modules():
-        frozen = not any(p.requires_grad for p in m.parameters(recurse=False))
-        if type(m) is torch.nn.Linear and frozen and m.weight.dtype == torch.float32:
-            m.to(dtype)
-            n += 1
-    return n
+    def frozen(m) -> bool:
+        return (type(m) is torch.nn.Linear and m.weight.dtype == torch.float32
+                and not any(p.requires_grad for p in m.parameters(recurse=False)))
+
+    found = [m for m in causal_lm(model).get_decoder().modules() if frozen(m)]
+    head = causal_lm(model).get_output_embeddings()
+    return found + ([head] if frozen(head) and head.bias is None else [])
