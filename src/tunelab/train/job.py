@@ -134,6 +134,7 @@ def train(cfg: Config | dict | str) -> dict:
     if cfg.data.packing and is_prompt_learning(model):
         raise ConfigError(f"data.packing=true does not work with method {cfg.method.name}: its virtual tokens "
                           "would be shared by the packed conversations; set data.packing=false")
+    params = parameter_report(model)  # before a tied head gets its own bf16 copy, which is no parameter of the model
     # bf16 autocast on a CPU: frozen linear weights stored in bf16 once, not cast every step
     stored_bf16 = store_frozen_linears(model, torch.bfloat16) if (
         precision == "bf16" and device == "cpu" and method.adapter) else 0
@@ -147,7 +148,6 @@ def train(cfg: Config | dict | str) -> dict:
                  f"{budget.budget_bytes / budget.per_token_layer / len(budget.layers):.0f} tokens checkpoint layers")
     if cfg.train.compile:
         compile_layers(model)
-    params = parameter_report(model)
     log.info(f"method {cfg.method.name}: {params['trainable_params']:,} trainable of "
              f"{params['total_params']:,} parameters ({params['trainable_percent']}%)")
     overrides = method.train_overrides(device) if method.train_overrides else {}
