@@ -14,7 +14,7 @@ tunelab's target-only loss, forward + backward. Four ways to run the LM head at 
   row chunks, in a buffer reused across steps);
 - `stored, fused`: both (what `tunelab train` does now).
 
-Prints and writes benchmarks/results/head_ce.md: the median step of each, and the same with glibc's mmap
+Prints and writes benchmarks/results/head_ce.md (head_ce_MODEL.md for another model): the median step of each, and the same with glibc's mmap
 for large blocks disabled (`MALLOC_MMAP_MAX_=0` in a child process), which shows what fresh pages cost.
 """
 
@@ -112,7 +112,8 @@ def main() -> None:
         lines.append(f"| {p} | " + " | ".join(f"{rows[r][p]:.3f} s" for r in rows) + " |")
     base, new = rows["glibc defaults"]["cast, plain"], rows["glibc defaults"]["stored, fused"]
     lines += ["", f"stored, fused vs cast, plain (glibc defaults): **{base / new:.2f}x** per step."]
-    out = Path(__file__).parent / "results" / "head_ce.md"
+    name = "head_ce" + ("" if args.model == "gemma3-270m" else f"_{args.model}")
+    out = Path(__file__).parent / "results" / f"{name}.md"
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 
