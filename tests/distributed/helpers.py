@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,7 +33,8 @@ def write_config(path: Path, model_dir: Path, out: Path, **train) -> Path:
 def env(tmp: Path, **extra: str) -> dict:
     paths = [str(REPO / "src"), *filter(None, extra.pop("PYTHONPATH", "").split(os.pathsep))]
     e = {**os.environ, "PYTHONPATH": os.pathsep.join(paths),
-         "TUNELAB_CACHE": str(tmp / "cache"), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+         "TUNELAB_CACHE": str(tmp / "cache"), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+         "PYTHONFAULTHANDLER": "1"}
     return {**e, **extra}
 
 
@@ -38,9 +43,33 @@ def tunelab(args: list[str], tmp: Path, timeout: float = 120, **extra_env: str) 
                           capture_output=True, text=True, timeout=timeout, cwd=tmp)
 
 
-def popen(args: list[str], tmp: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tunelab.cli.main", *args], env=env(tmp), cwd=tmp,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def popen(args: list[str], tmp: Path, log: Path) -> subprocess.Popen:
+    """`tunelab ARGS` started in the background, stdout and stderr into the file `log`."""
+    with open(log, "wb") as out:  # the child holds its own copy of the descriptor
+        return subprocess.Popen([sys.executable, "-m", "tunelab.cli.main", *args], env=env(tmp), cwd=tmp,
+                                stdout=out, stderr=subprocess.STDOUT)
+
+
+def wait_all(procs: list[subprocess.Popen], timeout: float) -> list[int | None]:
+    """Every process's exit code; those still running after `timeout` seconds in all are killed (their
+    whole tree: torchrun and its workers) and reported as None."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(p.poll() is None for p in procs):
+        time.sleep(0.2)
+    codes = [p.poll() for p in procs]
+    # torchrun starts each worker in a session of its own: signal the whole tree, not one process group
+    roots = [psutil.Process(p.pid) for p in procs if p.poll() is None]
+    hung = [q for r in roots for q in (r, *r.children(recursive=True))]
+    for q in hung:  # SIGABRT first: faulthandler (PYTHONFAULTHANDLER) writes where each process waits to its log
+        with contextlib.suppress(psutil.NoSuchProcess):
+            q.send_signal(signal.SIGABRT)
+    time.sleep(3 if hung else 0)
+    for q in hung:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            q.kill()
+    for p in procs:
+        p.wait()
+    return codes
 
 
 def losses(run: Path) -> list[float]:

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.distributed.helpers import free_port, losses, popen, tunelab, write_config
+from tests.distributed.helpers import free_port, losses, popen, tunelab, wait_all, write_config
 from tunelab.train.job import train
 
 
@@ -75,9 +75,12 @@ def test_two_nodes_over_loopback_train_one_run(single, tiny_llama, tmp_path):
     cfg = write_config(tmp_path / "c.yaml", tiny_llama, out, per_device_train_batch_size=1)
     common = ["train", str(cfg), "--nproc", "1", "--nnodes", "2", "--master-addr", "127.0.0.1",
               "--master-port", str(free_port())]
-    nodes = [popen(common + ["--node-rank", str(i)], tmp_path) for i in (0, 1)]
-    logs = [p.communicate(timeout=120)[0] for p in nodes]
-    assert [p.returncode for p in nodes] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
+    # each node logs to a file: a node whose unread pipe filled would block mid-run and hang the other
+    logs = [tmp_path / f"node{i}.log" for i in (0, 1)]
+    nodes = [popen(common + ["--node-rank", str(i)], tmp_path, log) for i, log in enumerate(logs)]
+    codes = wait_all(nodes, timeout=240)
+    assert codes == [0, 0], "".join(f"\n--- node {i}, exit {c}:\n" + log.read_text(errors="replace")[-2500:]
+                                    for i, (c, log) in enumerate(zip(codes, logs)))
     run = json.loads((out / "run.json").read_text())
     assert run["world_size"] == 2
     assert losses(out) == pytest.approx(losses(single[0]), abs=1e-4)
