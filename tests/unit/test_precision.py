@@ -34,6 +34,7 @@ def test_the_verdict_is_measured_once_per_machine_and_model(tiny_llama, tmp_path
     model = get_method("lora").apply(load_model(cfg.model, "cpu")[0], cfg.method, TrainContext("cpu", 1))
     calls = []
     real = precision.time_bf16_step
+    monkeypatch.setattr(precision, "time_bf16", lambda shapes: {"matmul": 2.0, "attention": 1.5, "ratio": 2.0})
     monkeypatch.setattr(precision, "time_bf16_step", lambda m, **kw: calls.append(1) or real(m, **kw))
     first = precision.measured_bf16(model)
     again = precision.measured_bf16(model)
@@ -45,6 +46,21 @@ def test_the_verdict_is_measured_once_per_machine_and_model(tiny_llama, tmp_path
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert lm.lm_head.weight is lm.get_input_embeddings().weight or not lm.config.tie_word_embeddings
     assert (tmp_path / "bf16_verdicts.json").is_file()
+
+
+@pytest.mark.parametrize("matmul", [0.13, 0.9])
+def test_a_cpu_whose_bf16_matmul_is_slow_is_not_step_probed(monkeypatch, tmp_path, matmul):
+    """On an AVX2-only CPU the bf16 step takes minutes: the matmul screen decides without it."""
+    monkeypatch.setenv("TUNELAB_CACHE", str(tmp_path))
+    monkeypatch.setattr(precision, "model_shapes", lambda m: {"hidden": 64, "intermediate": 128, "heads": 2,
+                                                              "head_dim": 32})
+    monkeypatch.setattr(precision, "time_bf16", lambda shapes: {"matmul": matmul, "attention": 1.0, "ratio": matmul})
+    stepped = []
+    monkeypatch.setattr(precision, "time_bf16_step", lambda m, **kw: stepped.append(1) or {"step": 1.7})
+    got = precision.measured_bf16(torch.nn.Linear(2, 2))
+    assert stepped == ([] if matmul < precision.SCREEN_FLOOR else [1])
+    assert got["ratio"] == (0.13 if matmul < precision.SCREEN_FLOOR else 1.7) and got["screen"]["matmul"] == matmul
+    assert resolve_mixed_precision("auto", "cpu", "auto", torch.nn.Linear(2, 2))[0] == ("no" if stepped == [] else "bf16")
 
 
 @pytest.mark.parametrize("bf16", [True, False])

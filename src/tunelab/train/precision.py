@@ -6,7 +6,8 @@ AMX tiles a bf16 matmul ran at 2521 GFLOP/s against 372 for fp32 (2 cores; bench
 train_throughput_n12.md); an AMD EPYC with AVX512-BF16 and no AMX ran one 2.8x fp32; on an AVX2-only CPU
 bf16 is far slower than fp32. So `auto` decides by measuring, once per machine and model: it times one training
 step of the model (forward and backward of the target-only loss) in fp32 and under bf16 autocast, caches the
-verdict in tunelab's cache directory, and picks bf16 when it is faster by BF16_MARGIN.
+verdict in tunelab's cache directory, and picks bf16 when it is faster by BF16_MARGIN. A matmul timed first
+screens out CPUs without bf16 hardware, where the bf16 step alone would take minutes.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from tunelab.utils.paths import cache_dir
 CHOICES = ("auto", "bf16", "no")
 BF16_MARGIN = 1.15  # bf16 must beat fp32 by this factor for `auto` to pick it (the step probe varies ~±20% run
 # to run on a busy 2-core machine: benchmarks/results/bf16_verdict.md)
+SCREEN_FLOOR = 0.8  # a bf16 matmul slower than fp32 by more than this rules bf16 out before the step probe
+# (measured: 2.8-7x faster with bf16 hardware, 0.13x on an AVX2-only CPU)
 
 
 def model_shapes(model) -> dict:
@@ -150,7 +153,18 @@ def measured_bf16(model, store: bool = True) -> dict:
     run stores its frozen linears in bf16 (an adapter method)."""
     shapes = {**model_shapes(model), "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
               "probe": PROBE, "stored": store}
-    return _cached(shapes, lambda: time_bf16_step(model, store=store), "step")
+    return _cached(shapes, lambda: _screened_step(model, shapes, store), "step")
+
+
+def _screened_step(model, shapes: dict, store: bool) -> dict:
+    """The step probe, unless a matmul of the model's shapes already shows bf16 slower than fp32 by far (no
+    bf16 hardware: AVX2 only): there the bf16 step would take minutes (on a 2-core AVX2 EPYC one bf16 matmul
+    ran 7.6x slower than fp32 and the head's backward, 85 x 262k by 262k x 640, 64 s against 0.22 s), so the
+    screen's ratio stands for the step's."""
+    screen = time_bf16(shapes)
+    if screen["matmul"] < SCREEN_FLOOR:
+        return {"step": screen["matmul"], "screen": screen, "step_probe": "skipped: bf16 matmul slower than fp32"}
+    return {**time_bf16_step(model, store=store), "screen": screen}
 
 
 def measured_bf16_shapes(shapes: dict) -> dict:
