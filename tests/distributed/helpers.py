@@ -39,8 +39,17 @@ def env(tmp: Path, **extra: str) -> dict:
 
 
 def tunelab(args: list[str], tmp: Path, timeout: float = 120, **extra_env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tunelab.cli.main", *args], env=env(tmp, **extra_env),
-                          capture_output=True, text=True, timeout=timeout, cwd=tmp)
+    """`tunelab ARGS` run to its end; past `timeout` its whole tree is killed (kill_tree) and the test fails
+    with where each process waited."""
+    with subprocess.Popen([sys.executable, "-m", "tunelab.cli.main", *args], env=env(tmp, **extra_env), cwd=tmp,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as p:
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_tree([p])
+            out, err = p.communicate()
+            raise AssertionError(f"tunelab {' '.join(args)}: still running after {timeout} s\n{err[-4000:]}")
+    return subprocess.CompletedProcess(p.args, p.returncode, out, err)
 
 
 def popen(args: list[str], tmp: Path, log: Path) -> subprocess.Popen:
@@ -57,7 +66,13 @@ def wait_all(procs: list[subprocess.Popen], timeout: float) -> list[int | None]:
     while time.monotonic() < deadline and any(p.poll() is None for p in procs):
         time.sleep(0.2)
     codes = [p.poll() for p in procs]
-    # torchrun starts each worker in a session of its own: signal the whole tree, not one process group
+    kill_tree(procs)
+    return codes
+
+
+def kill_tree(procs: list[subprocess.Popen]) -> None:
+    """Kill each running process and its descendants (torchrun starts each worker in a session of its own,
+    so a process group would miss them), after SIGABRT has made faulthandler write each one's stack."""
     roots = [psutil.Process(p.pid) for p in procs if p.poll() is None]
     hung = [q for r in roots for q in (r, *r.children(recursive=True))]
     for q in hung:  # SIGABRT first: faulthandler (PYTHONFAULTHANDLER) writes where each process waits to its log
@@ -69,7 +84,6 @@ def wait_all(procs: list[subprocess.Popen], timeout: float) -> list[int | None]:
             q.kill()
     for p in procs:
         p.wait()
-    return codes
 
 
 def losses(run: Path) -> list[float]:
