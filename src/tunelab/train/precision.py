@@ -158,9 +158,9 @@ def measured_bf16(model, store: bool = True) -> dict:
 
 def _screened_step(model, shapes: dict, store: bool) -> dict:
     """The step probe, unless a matmul of the model's shapes already shows bf16 slower than fp32 by far (no
-    bf16 hardware: AVX2 only): there the bf16 step would take minutes (on a 2-core AVX2 EPYC one bf16 matmul
-    ran 7.6x slower than fp32 and the head's backward, 85 x 262k by 262k x 640, 64 s against 0.22 s), so the
-    screen's ratio stands for the step's."""
+    bf16 hardware: AVX2 only): there the bf16 step would take minutes (on a 2-core AVX2 EPYC the head's
+    backward, 85 x 262k by 262k x 640, took 79.0 s in bf16 against 0.27 s in fp32: benchmarks/results/
+    bf16_screen_avx2.md), so the screen's ratio stands for the step's."""
     screen = time_bf16(shapes)
     if screen["matmul"] < SCREEN_FLOOR:
         return {"step": screen["matmul"], "screen": screen, "step_probe": "skipped: bf16 matmul slower than fp32"}
