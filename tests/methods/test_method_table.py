@@ -85,6 +85,30 @@ def test_unknown_method_and_adalora_without_steps(tiny_llama, sample_path, tmp_p
         train(cfg)
 
 
+def test_lora_on_the_last_layers_only_stops_backward_there(tiny_llama, sample_path, tmp_path):
+    """method.lora_layers=1: adapters on the last decoder layer only, and no gradient flows below it."""
+    import torch
+
+    from tunelab.config import load_config
+    from tunelab.config.schema import MethodConfig
+    from tunelab.methods import apply_method
+    from tunelab.models import load_model
+
+    model = load_model(load_config(overrides={"model": {"name_or_path": str(tiny_llama)}}).model, "cpu")[0]
+    last = model.config.num_hidden_layers - 1
+    model = apply_method(model, MethodConfig(name="lora", r=4, lora_layers=1))
+    adapted = {int(n.split(".layers.")[1].split(".")[0]) for n, p in model.named_parameters() if p.requires_grad}
+    assert adapted == {last}
+    reached = []
+    for i, layer in enumerate(model.get_base_model().model.layers):
+        layer.register_full_backward_hook(lambda m, gi, go, i=i: reached.append(i))
+    model(input_ids=torch.tensor([[1, 2, 3, 4]]), labels=torch.tensor([[1, 2, 3, 4]])).loss.backward()
+    assert reached == [last]
+    with pytest.raises(ConfigError, match=r"method.lora_layers must be in 0..2 \(this model's decoder layers\), got 3"):
+        apply_method(load_model(load_config(overrides={"model": {"name_or_path": str(tiny_llama)}}).model, "cpu")[0],
+                     MethodConfig(name="lora", r=4, lora_layers=3))
+
+
 @pytest.mark.parametrize("name", ["lora", "dora", "ia3"])
 def test_export_merged_generates_like_base_plus_adapter(name, tiny_llama, sample_path, tmp_path):
     import torch

@@ -90,6 +90,8 @@ class MethodConfig:
     alpha: int = opt(16, "LoRA alpha (scaling = alpha / r)", ge=1)
     dropout: float = opt(0.05, "LoRA dropout", ge=0, lt=1)
     target_modules: list[str] = opt([], "module names to adapt; empty: the model family's default")
+    lora_layers: int = opt(0, "lora, dora, qlora: adapt only the last N decoder layers (0: all); backward "
+                              "then stops at the lowest adapted layer, so a step costs less", ge=0)
     target_r: int = opt(4, "adalora: average rank left after the budget is reallocated (init rank is r)", ge=1)
     num_virtual_tokens: int = opt(16, "prompt_tuning, p_tuning, prefix_tuning: virtual tokens", ge=1)
     prompt_encoder: Literal["MLP", "LSTM"] = opt("MLP", "p_tuning: MLP or LSTM prompt encoder")

@@ -14,6 +14,13 @@ def lora_config(model, cfg: MethodConfig, **extra):
         raise ConfigError(f"method.r must be a positive rank, got {cfg.r}")
     targets = cfg.target_modules or default_targets(model)
     check_targets(model, targets)
+    if cfg.lora_layers:  # the last N layers: no adapter below them, so autograd stops there
+        conf = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+        n = conf.num_hidden_layers
+        if cfg.lora_layers > n:
+            raise ConfigError(f"method.lora_layers must be in 0..{n} (this model's decoder layers), "
+                              f"got {cfg.lora_layers}")
+        extra["layers_to_transform"] = list(range(n - cfg.lora_layers, n))
     return LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
                       target_modules=targets, task_type="CAUSAL_LM", **extra)
 
