@@ -39,6 +39,7 @@ def main() -> None:
     p.add_argument("--models", nargs="+", default=["gemma3-270m", "smollm2-135m-instruct"])
     p.add_argument("--out", default="bf16_screen", help="results file name")
     args = p.parse_args()
+    supervised = int(PROBE["tokens"] * PROBE["supervised"])  # the probe's supervised positions
     rows = ["| model | screen: matmul bf16 speed-up | screen: attention | screen took (s) | head backward fp32 (s) "
             "| head backward bf16 (s) | auto |", "|---|---|---|---|---|---|---|"]
     for name in args.models:
@@ -48,7 +49,6 @@ def main() -> None:
         screen = time_bf16(shapes)
         took = time.time() - start
         head = causal_lm(model).get_output_embeddings().weight
-        supervised = int(PROBE["tokens"] * PROBE["supervised"])
         fp32, bf16 = (head_backward_s(supervised, head, d) for d in (torch.float32, torch.bfloat16))
         verdict = "fp32 (screened)" if screen["matmul"] < SCREEN_FLOOR else "step probe decides"
         rows.append(f"| {name} | {screen['matmul']}x | {screen['attention']}x | {took:.1f} | {fp32:.3f} | "
@@ -56,7 +56,7 @@ def main() -> None:
         print(rows[-1], flush=True)
     cmd = "python " + " ".join(sys.argv)
     text = (f"# bf16 screen\n\n`{cmd}`\n\nMachine: {_machine()}. The screen rules bf16 out below "
-            f"{SCREEN_FLOOR}x; head backward: {int(PROBE['tokens'] * PROBE['supervised'])} rows.\n\n"
+            f"{SCREEN_FLOOR}x; head backward: {supervised} rows.\n\n"
             + "\n".join(rows) + "\n")
     write_text(Path(__file__).parent / "results" / f"{args.out}.md", text)
 

@@ -85,7 +85,7 @@ def test_unknown_method_and_adalora_without_steps(tiny_llama, sample_path, tmp_p
         train(cfg)
 
 
-def test_lora_on_the_last_layers_only_stops_backward_there(tiny_llama, sample_path, tmp_path):
+def test_lora_on_the_last_layers_only_stops_backward_there(tiny_llama):
     """method.lora_layers=1: adapters on the last decoder layer only, and no gradient flows below it."""
     import torch
 

@@ -15,8 +15,7 @@ def lora_config(model, cfg: MethodConfig, **extra):
     targets = cfg.target_modules or default_targets(model)
     check_targets(model, targets)
     if cfg.lora_layers:  # the last N layers: no adapter below them, so autograd stops there
-        conf = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-        n = conf.num_hidden_layers
+        n = model.config.get_text_config().num_hidden_layers
         if cfg.lora_layers > n:
             raise ConfigError(f"method.lora_layers must be in 0..{n} (this model's decoder layers), "
                               f"got {cfg.lora_layers}")

@@ -23,8 +23,9 @@ from tunelab.utils.paths import cache_dir
 CHOICES = ("auto", "bf16", "no")
 BF16_MARGIN = 1.15  # bf16 must beat fp32 by this factor for `auto` to pick it (the step probe varies ~±20% run
 # to run on a busy 2-core machine: benchmarks/results/bf16_verdict.md)
-SCREEN_FLOOR = 0.8  # a bf16 matmul slower than fp32 by more than this rules bf16 out before the step probe
-# (measured: 2.8-7x faster with bf16 hardware, 0.13x on an AVX2-only CPU)
+SCREEN_FLOOR = 0.8  # a bf16 matmul below this fraction of fp32's speed rules bf16 out before the step probe
+# (bf16 matmul ceilings: 3.9x fp32 on an AVX512-BF16 EPYC, 6.8x on AMX, benchmarks/results/train_throughput_
+# {epyc,n12}.md; the screen measured 0.003x on an AVX2-only EPYC: benchmarks/results/bf16_screen_avx2.md)
 
 
 def model_shapes(model) -> dict:
