@@ -165,3 +165,30 @@ def test_preference_task_trains_and_ranks(task, family, request, tmp_path):
     assert not (tmp_path / "run" / "ref").exists()  # TRL's frozen reference copy is not saved
     engine = load_engine(tmp_path / "run", device="cpu")  # the run chats like any LoRA run
     assert engine.reply([Turn("user", content="电话是多少？1")], GenerationOptions(max_new_tokens=4)).role == "assistant"
+
+
+@pytest.mark.parametrize("ratio", [0.0, 16.0])
+def test_loraplus_steps_the_b_factors_ratio_times_the_rate(ratio, tiny_llama, sample_path, tmp_path):
+    """method.loraplus_lr_ratio: Adam's first step moves every weight by about its group's learning rate, so the
+    B factors (zero at the start) end one step at lr x ratio (lr without LoRA+)."""
+    from safetensors.torch import load_file
+
+    cfg = run_cfg(tiny_llama, sample_path, tmp_path / "run", "lora", {"r": 4, "loraplus_lr_ratio": ratio}, 1e-3)
+    cfg["train"].update(max_steps=1, max_grad_norm=0.0)
+    train(cfg)
+    weights = load_file(tmp_path / "run" / "adapter_model.safetensors")
+    b = max(w.abs().max().item() for n, w in weights.items() if "lora_B" in n)
+    assert b == pytest.approx(1e-3 * (ratio or 1.0), rel=0.02)
+
+
+@pytest.mark.parametrize("name, key, value, words", [
+    ("ia3", "loraplus_lr_ratio", 16.0, "method.loraplus_lr_ratio applies to dora, lora, qlora, not to method ia3"),
+    ("full", "lora_layers", 1, "method.lora_layers applies to dora, lora, qlora, not to method full"),
+    ("lora", "loraplus_lr_ratio", 0.5, "method.loraplus_lr_ratio must be 0 (off) or >= 1"),
+])
+def test_lora_options_refused_where_no_lora_factors_read_them(name, key, value, words, tiny_llama, sample_path,
+                                                              tmp_path):
+    cfg = run_cfg(tiny_llama, sample_path, tmp_path / "run", name, {key: value}, 1e-3)
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        train(cfg)
+    assert not (tmp_path / "run").exists()

@@ -7,7 +7,8 @@ from tunelab.methods.lora import lora_config
 from tunelab.methods.registry import TrainContext, register_method
 
 
-@register_method("dora", "weight-decomposed low-rank adapters (magnitude + LoRA direction)")
+@register_method("dora", "weight-decomposed low-rank adapters (magnitude + LoRA direction)",
+                 lora_options=True)
 def apply_dora(model, cfg: MethodConfig, ctx: TrainContext):
     from peft import get_peft_model
 

@@ -24,7 +24,7 @@ def lora_config(model, cfg: MethodConfig, **extra):
                       target_modules=targets, task_type="CAUSAL_LM", **extra)
 
 
-@register_method("lora", "low-rank adapters on linear layers")
+@register_method("lora", "low-rank adapters on linear layers", lora_options=True)
 def apply_lora(model, cfg: MethodConfig, ctx: TrainContext):
     from peft import get_peft_model
 

@@ -32,7 +32,7 @@ def paged_optimizer(device: str) -> dict:
 
 
 @register_method("qlora", "LoRA on a 4-bit NF4 (double-quantized) frozen base", load_kwargs=nf4_load_kwargs,
-                 train_overrides=paged_optimizer)
+                 train_overrides=paged_optimizer, lora_options=True)
 def apply_qlora(model, cfg: MethodConfig, ctx: TrainContext):
     from peft import get_peft_model, prepare_model_for_kbit_training
 

@@ -36,6 +36,7 @@ class Method:
     callbacks: Callable | None = None  # (model) -> list of TrainerCallback
     train_overrides: Callable | None = None  # (device) -> TrainingArguments overrides
     adapter: bool = True  # False: the run saves whole weights, not a PEFT adapter
+    lora_options: bool = False  # reads method.lora_layers and method.loraplus_lr_ratio (LoRA factors A and B)
 
 
 METHODS: dict[str, Method] = {}
@@ -75,8 +76,21 @@ def check_targets(model, targets, key: str = "method.target_modules") -> None:
                           f"linear layers here: {', '.join(sorted(linear_names(model)))}")
 
 
+def check_options(method: Method, cfg: MethodConfig) -> None:
+    """Options that only some methods read are errors elsewhere, not silently ignored."""
+    lora = [m for m in sorted(METHODS) if METHODS[m].lora_options]
+    for key in ("lora_layers", "loraplus_lr_ratio"):
+        if getattr(cfg, key) and not method.lora_options:
+            raise ConfigError(f"method.{key} applies to {', '.join(lora)}, not to method {method.name}: leave it at 0")
+    if 0 < cfg.loraplus_lr_ratio < 1:
+        raise ConfigError(f"method.loraplus_lr_ratio must be 0 (off) or >= 1 (B factors at least as fast as A), "
+                          f"got {cfg.loraplus_lr_ratio}")
+
+
 def apply_method(model, cfg: MethodConfig, ctx: TrainContext | None = None):
-    return get_method(cfg.name).apply(model, cfg, ctx or TrainContext())
+    method = get_method(cfg.name)
+    check_options(method, cfg)
+    return method.apply(model, cfg, ctx or TrainContext())
 
 
 def parameter_report(model) -> dict:

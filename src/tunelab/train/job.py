@@ -131,6 +131,9 @@ def train(cfg: Config | dict | str) -> dict:
     if cfg.train.decision_weight != 1.0 and (prepared.trainer_factory or not prepared.causal):
         raise ConfigError(f"train.decision_weight={cfg.train.decision_weight} weighs the first token of a causal "
                           f"SFT turn; data.task '{cfg.data.task}' has none: leave it at 1")
+    if cfg.method.loraplus_lr_ratio and prepared.trainer_factory:
+        raise ConfigError(f"method.loraplus_lr_ratio sets the optimizer of tunelab's SFT trainer; data.task "
+                          f"'{cfg.data.task}' trains with its own: leave it at 0")
     if cfg.data.packing and is_prompt_learning(model):
         raise ConfigError(f"data.packing=true does not work with method {cfg.method.name}: its virtual tokens "
                           "would be shared by the packed conversations; set data.packing=false")
@@ -181,11 +184,15 @@ def train(cfg: Config | dict | str) -> dict:
     pad_multiple = cfg.data.pad_to_multiple_of or (64 if precision == "bf16" else 1)
     collator = prepared.collator or (
         PackCollator() if cfg.data.packing else PadCollator(tokenizer.pad_token_id, pad_multiple))
-    decision = {"decision_weight": cfg.train.decision_weight} if cfg.train.decision_weight != 1.0 else {}
+    own = {}  # SFTTrainer's own options, passed only where set (a task's trainer_factory takes neither)
+    if cfg.train.decision_weight != 1.0:
+        own["decision_weight"] = cfg.train.decision_weight
+    if cfg.method.loraplus_lr_ratio:
+        own["loraplus_lr_ratio"] = cfg.method.loraplus_lr_ratio
     trainer = (prepared.trainer_factory or SFTTrainer)(
         model=model, args=args, train_dataset=prepared.train_rows, eval_dataset=dev_rows, data_collator=collator,
         meter=meter, time_budget_s=clock.budget_s, activation_budget=budget, causal=prepared.causal,
-        target_only=cfg.train.target_only_logits, **decision,
+        target_only=cfg.train.target_only_logits, **own,
         callbacks=[*([ProgressBar(meter, clock.budget_s, clock), MetricsLog(run_dir / "metrics.jsonl", meter, base)]
                      if main else []), clock, stop_file,
                    *([CheckpointMarker(meter, base, keep_checkpoints or 0)] if main else []),

@@ -80,7 +80,8 @@ class SFTTrainer(Trainer):
 
     def __init__(self, *args, meter: TokenMeter | None = None, target_only: bool = True,
                  time_budget_s: float = 0.0, activation_budget=None, causal: bool = True,
-                 decision_weight: float = 1.0, **kw):
+                 decision_weight: float = 1.0, loraplus_lr_ratio: float = 0.0, **kw):
+        self.loraplus_lr_ratio = loraplus_lr_ratio  # read by create_optimizer, which super().__init__ may call
         super().__init__(*args, **kw)
         self.causal = causal
         self.activation_budget = activation_budget  # train/memory.py: which layers checkpoint, per batch
@@ -92,6 +93,21 @@ class SFTTrainer(Trainer):
             self.model_accepts_loss_kwargs = True  # so the Trainer counts num_items_in_batch for us
         else:
             self.loss_is_scaled_for_ga = None  # the model's own loss: the Trainer scales it as usual
+
+    def create_optimizer(self, model=None):
+        """LoRA+ where method.loraplus_lr_ratio is set: peft's parameter groups, the B factors (and DoRA's
+        magnitudes) at that many times the learning rate; otherwise the Trainer's own optimizer. Same optimizer
+        class and settings either way (train.optim), and every group follows the schedule (it scales each
+        group's rate)."""
+        if not self.loraplus_lr_ratio or self.optimizer is not None:
+            return super().create_optimizer(model)
+        from peft.optimizers import create_loraplus_optimizer
+
+        model = model if model is not None else self.model
+        cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+        self.optimizer = create_loraplus_optimizer(model, cls, loraplus_lr_ratio=self.loraplus_lr_ratio,
+                                                   loraplus_weight_decay=self.args.weight_decay, **kwargs)
+        return self.optimizer
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         """With a time budget, decay the learning rate over whichever ends first: the budget or the planned

@@ -17,7 +17,7 @@ from tunelab.data.cache import cache_key, load_or_build
 from tunelab.data.dataset import data_files, data_name, encode_rows, mix_weights
 from tunelab.data.render import Renderer
 from tunelab.data.template import ChatTemplate, get_template
-from tunelab.methods import Method, TrainContext, get_method
+from tunelab.methods import Method, TrainContext, check_options, get_method
 from tunelab.models import load_model
 from tunelab.utils.log import log
 from tunelab.utils.paths import cache_dir
@@ -85,6 +85,7 @@ def apply_method(cfg: Config, method: Method, model, device: str):
     """The method on the model, its new weights initialised from train.seed."""
     from transformers import set_seed
 
+    check_options(method, cfg.method)
     set_seed(cfg.train.seed)  # the adapter's initial weights too, not only what the Trainer draws later
     return method.apply(model, cfg.method, TrainContext(device, cfg.train.max_steps))
 
