@@ -95,8 +95,8 @@ class SFTTrainer(Trainer):
             self.loss_is_scaled_for_ga = None  # the model's own loss: the Trainer scales it as usual
 
     def create_optimizer(self, model=None):
-        """LoRA+ where method.loraplus_lr_ratio is set: peft's parameter groups, the B factors (and DoRA's
-        magnitudes) at that many times the learning rate; otherwise the Trainer's own optimizer. Same optimizer
+        """LoRA+ where method.loraplus_lr_ratio is set: peft's parameter groups, the B factors and 1-D
+        parameters (DoRA's magnitudes, biases) at that many times the learning rate; otherwise the Trainer's own optimizer. Same optimizer
         class and settings either way (train.optim), and every group follows the schedule (it scales each
         group's rate)."""
         if not self.loraplus_lr_ratio or self.optimizer is not None:
