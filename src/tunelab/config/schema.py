@@ -94,7 +94,8 @@ class MethodConfig:
                               "then stops at the lowest adapted layer, so a step costs less", ge=0)
     loraplus_lr_ratio: float = opt(
         0.0, "lora, dora, qlora: LoRA+, the B factors and 1-D trainable parameters (DoRA's magnitudes, biases) "
-        "learn at this many times train.learning_rate, the A factors and the rest at it (peft's grouping; 0: off)", ge=0)
+        "learn at this many times train.learning_rate, the A factors and the rest at it (peft's grouping; 0: off)",
+        ge=0)
     target_r: int = opt(4, "adalora: average rank left after the budget is reallocated (init rank is r)", ge=1)
     num_virtual_tokens: int = opt(16, "prompt_tuning, p_tuning, prefix_tuning: virtual tokens", ge=1)
     prompt_encoder: Literal["MLP", "LSTM"] = opt("MLP", "p_tuning: MLP or LSTM prompt encoder")

@@ -96,9 +96,9 @@ class SFTTrainer(Trainer):
 
     def create_optimizer(self, model=None):
         """LoRA+ where method.loraplus_lr_ratio is set: peft's parameter groups, the B factors and 1-D
-        parameters (DoRA's magnitudes, biases) at that many times the learning rate; otherwise the Trainer's own optimizer. Same optimizer
-        class and settings either way (train.optim), and every group follows the schedule (it scales each
-        group's rate)."""
+        parameters (DoRA's magnitudes, biases) at that many times the learning rate; otherwise the Trainer's own
+        optimizer. Same optimizer class and settings either way (train.optim), and every group follows the
+        schedule (it scales each group's rate)."""
         if not self.loraplus_lr_ratio or self.optimizer is not None:
             return super().create_optimizer(model)
         from peft.optimizers import create_loraplus_optimizer
