@@ -41,7 +41,7 @@ def main() -> None:
                f"--method.loraplus_lr_ratio={ratio}", "--train.time_budget_minutes=0",
                f"--train.max_steps={args.steps}", "--train.save_steps=0", "--train.overwrite=true",
                f"--train.output_dir={run}", *overrides]
-        log = run.with_suffix(".log")
+        log = run.parent / f"{run.name}.log"  # not with_suffix: "lr2.5e-4..." has a dot
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "w") as f:
             subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, check=True)
