@@ -258,3 +258,15 @@ def test_activation_budget_and_padding_reach_the_run(tiny_llama, sample_path, tm
     with pytest.raises(ConfigError, match="data.pad_to_multiple_of: -8 is out of range; valid: >= 0"):
         train(bad)
     assert not (tmp_path / "both").exists() and not (tmp_path / "neg").exists()
+
+
+def test_openings_train_as_steps_of_their_own(tiny_llama, sample_path, tmp_path):
+    """One epoch, one row a step: every conversation once, and the openings in steps of two."""
+    c = cfg(tiny_llama, sample_path, tmp_path / "open", max_steps=-1, num_train_epochs=1,
+            per_device_train_batch_size=1, threads=1)
+    c["data"].update(openings=1.0, openings_per_step=2)
+    summary = train(c)
+    data = summary["train_data"]
+    assert data["openings"] > 0 and data["opening_steps"] == -(-data["openings"] // 2)
+    assert summary["steps"] == data["conversations"] + data["opening_steps"]
+    assert summary["tokens"] == data["tokens"] + data["opening_tokens"]  # the meter saw every opening

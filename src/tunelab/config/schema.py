@@ -77,6 +77,13 @@ class DataConfig:
                       "`tunelab train --no-cache` forces tokenization")
     skip_invalid: bool = opt(False, "skip and count bad rows instead of stopping at the first")
     max_samples: int = opt(0, "use at most this many conversations (0: all)", ge=0)
+    openings: float = opt(
+        0.0, "sft: also train on conversation openings, this many per conversation (1: each once, 0.5: a seeded "
+        "half, 0: off): a conversation up to its first answer or tool call made before any tool result, the "
+        "first request and the decision on it (a reply, or a tool call and its arguments), at about a quarter of "
+        "what its whole conversation costs to train on", ge=0)
+    openings_per_step: int = opt(8, "sft: openings batched into one step (an extra step among the conversations)",
+                                 ge=1)
     domain: Literal["", "hotel", "units"] = opt("", "domain plug-in whose tools chat, serve and evaluate run: '' (none), hotel "
                                                            "or units (tunelab/domains)")
     db: str = opt("", "the domain's database (hotel: a SQLite file from `tunelab hotel build-db`)")

@@ -9,6 +9,11 @@ import torch
 from tunelab.data.render import IGNORE
 
 
+def flat(rows: list[dict]) -> list[dict]:
+    """A batch's rows with each `{"parts": [...]}` row (data.openings' steps) replaced by its parts."""
+    return [part for r in rows for part in r.get("parts", (r,))]
+
+
 def _weights(rows: list[dict]) -> dict:
     if any("weight" in r for r in rows):
         return {"weights": torch.tensor([float(r.get("weight", 1.0)) for r in rows])}
@@ -21,6 +26,7 @@ class PadCollator:
     pad_to_multiple_of: int = 1
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        rows = flat(rows)
         longest = max(len(r["input_ids"]) for r in rows)
         m = self.pad_to_multiple_of
         longest = (longest + m - 1) // m * m
@@ -48,6 +54,7 @@ class PackCollator:
     """
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        rows = flat(rows)
         ids = [t for r in rows for t in r["input_ids"]]
         labels = [t for r in rows for t in r["labels"]]
         pos = [p for r in rows for p in range(len(r["input_ids"]))]

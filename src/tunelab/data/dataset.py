@@ -20,11 +20,16 @@ class DatasetStats:
     truncated: int = 0  # old turns dropped to fit
     tokens: int = 0
     target_tokens: int = 0
+    openings: int = 0  # data.openings: conversation openings added, batched into opening_steps rows
+    opening_steps: int = 0
+    opening_tokens: int = 0
 
     def line(self, name: str) -> str:
+        more = (f"; plus {self.openings} openings ({self.opening_tokens} tokens) in {self.opening_steps} steps"
+                if self.openings else "")
         return (f"{name}: {self.conversations} conversations, {self.tokens} tokens "
                 f"({self.target_tokens} targets); truncated {self.truncated}, "
-                f"dropped too long {self.too_long}, skipped invalid {self.skipped_invalid}")
+                f"dropped too long {self.too_long}, skipped invalid {self.skipped_invalid}{more}")
 
 
 def data_files(value: str | list) -> list[str]:
@@ -115,12 +120,61 @@ def encode_rows(
         stats.truncated += enc.dropped_turns > 0
         stats.tokens += len(enc.input_ids)
         stats.target_tokens += sum(1 for x in enc.labels if x != -100)
-        row = {"input_ids": enc.input_ids, "labels": enc.labels}
-        weight = conv.meta.get("weight")
-        if isinstance(weight, (int, float)) and not isinstance(weight, bool):
-            row["weight"] = float(weight)  # per-row loss weight written by `tunelab data balance --mode weight`
-        rows.append(row)
+        rows.append(_row(enc, conv))
     stats.conversations = len(rows)
     if not rows:
         raise DataError(f"{data_name(path)}: no conversation fits data.max_length={cfg.max_length}")
+    if cfg.openings:
+        rows += opening_rows(convs, cfg, renderer, stats)
     return rows, stats
+
+
+def _row(enc, conv: Conversation) -> dict:
+    row = {"input_ids": enc.input_ids, "labels": enc.labels}
+    weight = conv.meta.get("weight")
+    if isinstance(weight, (int, float)) and not isinstance(weight, bool):
+        row["weight"] = float(weight)  # per-row loss weight written by `tunelab data balance --mode weight`
+    return row
+
+
+def opening(conv: Conversation) -> Conversation | None:
+    """`conv` up to its first target turn, when no tool result comes before that turn and more turns follow it
+    (else the whole conversation is its own opening, or its first decision reads records); None otherwise."""
+    for i, turn in enumerate(conv.turns):
+        if turn.role == "tool_result":
+            return None
+        if turn.is_target:
+            return Conversation(conv.turns[:i + 1], conv.source, conv.meta) if i + 1 < len(conv.turns) else None
+    return None
+
+
+def opening_rows(convs: list[Conversation], cfg: DataConfig, renderer: Renderer, stats: DatasetStats) -> list[dict]:
+    """data.openings: the conversations' openings as rows (data.openings per conversation, in a seeded order),
+    to go after the conversations' rows; `batch_openings` makes steps of them."""
+    import random
+
+    openings = [o for o in (opening(c) for c in convs) if o is not None]
+    rows = []
+    for conv in random.Random(0).sample(picked := weighted(openings, cfg.openings), len(picked)):
+        enc = renderer.encode(conv, cfg.max_length)
+        if enc is None or enc.dropped_turns:  # an opening longer than max_length: its conversation covers it
+            continue
+        rows.append(_row(enc, conv))
+        stats.opening_tokens += len(enc.input_ids)
+    stats.openings = len(rows)
+    return rows
+
+
+def batch_openings(rows: list[dict], stats: DatasetStats, per_step: int) -> list[dict]:
+    """The conversations' rows, then the last `stats.openings` rows (the openings) batched `per_step` to a row
+    `{"parts": [row, ...]}` by length, which the collators take as one batch: an extra step among the conversations
+    (the trainer's sampler shuffles the steps).
+    An opening is ~100 tokens where its conversation is ~500 (the hotel data), so such steps train the first request
+    and the decision on it (reply or tool call, and the call's arguments) at a fraction of a conversation's cost."""
+    if not stats.openings:
+        return rows
+    cut = len(rows) - stats.openings
+    openings = sorted(rows[cut:], key=lambda r: len(r["input_ids"]))  # a step's openings alike in length: little padding
+    steps = [{"parts": openings[i:i + per_step]} for i in range(0, len(openings), per_step)]
+    stats.opening_steps = len(steps)
+    return rows[:cut] + steps

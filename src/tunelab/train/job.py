@@ -106,6 +106,9 @@ def train(cfg: Config | dict | str) -> dict:
     if cfg.data.train_files and task.name != "sft":
         raise ConfigError(f"data.train_files (a weighted mix) is read by the sft task only; {task.name} reads "
                           "data.train_file")
+    if cfg.data.openings and task.name != "sft":
+        raise ConfigError(f"data.openings adds the openings of SFT conversations; task {task.name} has none: "
+                          "set data.openings=0")
     check_output(cfg.train.output_dir, run_inputs(cfg), "train.output_dir")
     RunDir.check_free(cfg.train.output_dir, cfg.train.overwrite, cfg.train.resume)  # before minutes of loading
     if cfg.train.gradient_checkpointing and cfg.train.activation_memory_mb:

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from tunelab.config import Config
 from tunelab.data.cache import cache_key, load_or_build
-from tunelab.data.dataset import data_files, data_name, encode_rows, mix_weights
+from tunelab.data.dataset import batch_openings, data_files, data_name, encode_rows, mix_weights
 from tunelab.data.render import Renderer
 from tunelab.data.template import ChatTemplate, get_template
 from tunelab.methods import Method, TrainContext, check_options, get_method
@@ -96,16 +96,18 @@ def tokenized(path: str | list[str], data, data_cfg, renderer: Renderer):
         return encode_rows(path, data, data_cfg, renderer)
 
     if not data_cfg.cache:
-        return build()
+        rows, stats = build()
+        return batch_openings(rows, stats, data_cfg.openings_per_step), stats
     mix = mix_weights(path)  # data.train_files: the weights shape the rows too
     key = cache_key(data_files(path), renderer.tokenizer, renderer.template.name, data_cfg.system_prompt,
                     data_cfg.max_length, tool_results=data_cfg.tool_results, format=data_cfg.format,
-                    skip_invalid=data_cfg.skip_invalid, max_samples=data_cfg.max_samples, **({"mix": mix} if mix else {}))
+                    skip_invalid=data_cfg.skip_invalid, max_samples=data_cfg.max_samples, **({"mix": mix} if mix else {}),
+                    **({"openings": data_cfg.openings} if data_cfg.openings else {}))
     rows, stats, hit, saved = load_or_build(key, build, cache_dir() / "datasets")
     if hit:
         log.info(f"{data_name(path)}: tokenized rows from the cache ({saved:.1f} s of tokenization saved)")
-    return rows, stats
+    return batch_openings(rows, stats, data_cfg.openings_per_step), stats
 
 
 def dev_config(cfg: Config):
-    return dataclasses.replace(cfg.data, max_samples=cfg.data.dev_max_samples)
+    return dataclasses.replace(cfg.data, max_samples=cfg.data.dev_max_samples, openings=0.0)  # dev: whole dialogs
