@@ -51,7 +51,7 @@ def test_validate_knows_preference_rows(tmp_path):
     ({"data": {"task": "kto"}, "train": {"per_device_train_batch_size": 1}}, "kto estimates its KL term"),
     ({"data": {"packing": True}}, "data.packing=true .* set data.packing=false"),
     ({"train": {"decision_weight": 5.0}}, "train.decision_weight=5.0 weighs the first token .* leave it at 1"),
-    ({"data": {"openings": 1.0}}, "data.openings adds the openings of SFT conversations; task dpo .* openings=0"),
+    ({"data": {"openings": 1.0}}, "data.openings adds the openings of SFT conversations; task dpo has none: set data.openings=0"),
 ])
 def test_settings_that_cannot_work_fail_at_config_time(change, words, tiny_llama, tmp_path):
     cfg = _cfg(tiny_llama, write_jsonl(tmp_path / "p.jsonl", [PAIR]), tmp_path / "run")
