@@ -270,3 +270,5 @@ def test_openings_train_as_steps_of_their_own(tiny_llama, sample_path, tmp_path)
     assert data["openings"] > 0 and data["opening_steps"] == -(-data["openings"] // 2)
     assert summary["steps"] == data["conversations"] + data["opening_steps"]
     assert summary["tokens"] == data["tokens"] + data["opening_tokens"]  # the meter saw every opening
+    assert summary["openings_trained"] == data["openings"]
+    assert summary["opening_batches_trained"] == data["opening_steps"]

@@ -78,8 +78,9 @@ def test_a_step_of_openings_is_one_batch_for_both_collators(renderer, sample_pat
     assert padded["attention_mask"].sum().item() == sum(len(p["input_ids"]) for p in parts)
     packed = PackCollator()([step])
     assert packed["cu_seq_lens_q"].tolist() == torch.tensor([0] + [len(p["input_ids"]) for p in parts]).cumsum(0).tolist()
+    assert padded["openings"].item() == packed["openings"].item() == len(parts)  # counted for the meter
     one = PadCollator(0)([rows[0]])  # a plain row is unchanged
-    assert one["input_ids"].shape == (1, len(rows[0]["input_ids"]))
+    assert one["input_ids"].shape == (1, len(rows[0]["input_ids"])) and "openings" not in one
 
 
 def test_dev_rows_never_get_openings():

@@ -9,9 +9,11 @@ import torch
 from tunelab.data.render import IGNORE
 
 
-def flat(rows: list[dict]) -> list[dict]:
-    """A batch's rows with each `{"parts": [...]}` row (data.openings' steps) replaced by its parts."""
-    return [part for r in rows for part in r.get("parts", (r,))]
+def flat(rows: list[dict]) -> tuple[list[dict], dict]:
+    """A batch's rows with each `{"parts": [...]}` row (data.openings' steps) replaced by its parts, and the
+    batch's `openings` count (for the trainer's meter; the loss reads only the model's inputs) where it has any."""
+    parts = sum(len(r["parts"]) for r in rows if "parts" in r)
+    return [part for r in rows for part in r.get("parts", (r,))], ({"openings": torch.tensor(parts)} if parts else {})
 
 
 def _weights(rows: list[dict]) -> dict:
@@ -26,7 +28,7 @@ class PadCollator:
     pad_to_multiple_of: int = 1
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        rows = flat(rows)
+        rows, openings = flat(rows)
         longest = max(len(r["input_ids"]) for r in rows)
         m = self.pad_to_multiple_of
         longest = (longest + m - 1) // m * m
@@ -38,7 +40,7 @@ class PadCollator:
             ids[i, :n] = torch.tensor(r["input_ids"])
             labels[i, :n] = torch.tensor(r["labels"])
             mask[i, :n] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask, **_weights(rows)}
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask, **_weights(rows), **openings}
 
 
 @dataclass
@@ -54,7 +56,7 @@ class PackCollator:
     """
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        rows = flat(rows)
+        rows, openings = flat(rows)
         ids = [t for r in rows for t in r["input_ids"]]
         labels = [t for r in rows for t in r["labels"]]
         pos = [p for r in rows for p in range(len(r["input_ids"]))]
@@ -66,4 +68,4 @@ class PackCollator:
         if any("weight" in r for r in rows):
             w = [float(r.get("weight", 1.0)) for r in rows for _ in r["input_ids"]]
             batch["token_weights"] = torch.tensor([w])
-        return batch
+        return {**batch, **openings}

@@ -243,6 +243,9 @@ def train(cfg: Config | dict | str) -> dict:
         "tokens_per_s": round(tokens / max(train_s, 1e-9), 1), "tokens": tokens,
         "peak_rss_mb": round(peak_rss_mb(), 1), "stopped_by_time_budget": clock.hit,
         "stopped_by_request": stop_file.hit,
+        # data.openings: how many were trained on (by this process: a resumed run counts from its resume)
+        **({"openings_trained": meter.openings, "opening_batches_trained": meter.opening_batches}
+           if cfg.data.openings else {}),
         "pad_to_multiple_of": pad_multiple, "activation_budget": budget.summary() if budget else None,
         "device": device, "rope_scaling": rope_record(cfg.model.rope_scaling, model.config),
         "world_size": world_size(), "ranks": scale["ranks"],

@@ -39,6 +39,8 @@ class TokenMeter:
     tokens: int = 0  # real (non-pad) tokens
     targets: int = 0  # supervised tokens
     loss_sum: float = 0.0  # sum of the training losses, per optimizer step as HF sums them (for resumed runs)
+    openings: int = 0  # data.openings trained, and the batches that held them
+    opening_batches: int = 0
     start: float = field(default_factory=time.time)
 
     def rate(self) -> float:
@@ -138,6 +140,9 @@ class SFTTrainer(Trainer):
             self.meter.tokens += int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
             self.meter.targets += n_targets
             self.meter.loss_sum += float(loss.detach())
+            if "openings" in inputs:
+                self.meter.openings += int(inputs["openings"])
+                self.meter.opening_batches += 1
             # num_items_in_batch counts the targets of every rank, and DDP averages the gradients over the
             # ranks: scaled by their number, the step equals one process's step over the same global batch
             if num_items_in_batch is not None and self.args.average_tokens_across_devices:
