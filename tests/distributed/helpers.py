@@ -40,7 +40,8 @@ def env(tmp: Path, **extra: str) -> dict:
 
 def tunelab(args: list[str], tmp: Path, timeout: float = 120, **extra_env: str) -> subprocess.CompletedProcess:
     """`tunelab ARGS` run to its end; past `timeout` its whole tree is killed (kill_tree) and the test fails
-    with where each process waited."""
+    with where each process waited: stderr's tail, long enough for every process's faulthandler stack (the
+    workers' come before the elastic agent's, which alone filled 4,000 characters)."""
     with subprocess.Popen([sys.executable, "-m", "tunelab.cli.main", *args], env=env(tmp, **extra_env), cwd=tmp,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as p:
         try:
@@ -48,7 +49,7 @@ def tunelab(args: list[str], tmp: Path, timeout: float = 120, **extra_env: str) 
         except subprocess.TimeoutExpired:
             kill_tree([p])
             out, err = p.communicate()
-            raise AssertionError(f"tunelab {' '.join(args)}: still running after {timeout} s\n{err[-4000:]}")
+            raise AssertionError(f"tunelab {' '.join(args)}: still running after {timeout} s\n{err[-24000:]}")
     return subprocess.CompletedProcess(p.args, p.returncode, out, err)
 
 
