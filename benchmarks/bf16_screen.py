@@ -20,7 +20,7 @@ import torch
 from tunelab.config.schema import ModelConfig
 from tunelab.models import load_model
 from tunelab.train.loss import causal_lm
-from tunelab.train.precision import PROBE, SCREEN_FLOOR, _machine, model_shapes, time_bf16
+from tunelab.train.precision import PROBE, SCREEN_FLOOR, machine, model_shapes, time_bf16
 from tunelab.utils.io import write_text
 
 
@@ -55,7 +55,7 @@ def main() -> None:
                     f"{bf16:.3f} | {verdict} |")
         print(rows[-1], flush=True)
     cmd = "python " + " ".join(sys.argv)
-    text = (f"# bf16 screen\n\n`{cmd}`\n\nMachine: {_machine()}. The screen rules bf16 out below "
+    text = (f"# bf16 screen\n\n`{cmd}`\n\nMachine: {machine()}. The screen rules bf16 out below "
             f"{SCREEN_FLOOR}x; head backward: {supervised} rows.\n\n"
             + "\n".join(rows) + "\n")
     write_text(Path(__file__).parent / "results" / f"{args.out}.md", text)

@@ -19,7 +19,7 @@ from pathlib import Path
 from tunelab.config.schema import MethodConfig, ModelConfig
 from tunelab.methods import apply_method
 from tunelab.models import load_model
-from tunelab.train.precision import BF16_MARGIN, _machine, time_bf16_step
+from tunelab.train.precision import BF16_MARGIN, machine, time_bf16_step
 from tunelab.utils.io import write_text
 
 
@@ -43,7 +43,7 @@ def main() -> None:
             rows.append(f"| {name} | {m['fp32_s']} | {m['bf16_s']} | {m['step']}x | {pick} | {took:.1f} |")
             print(rows[-1], flush=True)
     cmd = "python " + " ".join(sys.argv)
-    text = (f"# bf16 verdict\n\n`{cmd}`\n\nMachine: {_machine()}. LoRA r16, dropout {args.dropout}. "
+    text = (f"# bf16 verdict\n\n`{cmd}`\n\nMachine: {machine()}. LoRA r16, dropout {args.dropout}. "
             f"bf16 is picked at >= {BF16_MARGIN}x.\n\n"
             + "\n".join(rows) + "\n")
     write_text(Path(__file__).parent / "results" / f"{args.out}.md", text)

@@ -100,13 +100,13 @@ def main() -> None:
         out = subprocess.run(argv, env={**os.environ, **env}, capture_output=True, text=True, check=True)
         rows[label] = json.loads(out.stdout.strip().splitlines()[-1])
         print(label, rows[label], flush=True)
-    from tunelab.train.precision import _machine
+    from tunelab.train.precision import machine
 
     cmd = "python benchmarks/head_ce.py" + "".join(f" --{k} {v}" for k, v in
                                                     (("model", args.model), ("tokens", args.tokens)) if v)
     lines = [f"# The LM head in a bf16 training step ({args.model}, {args.tokens} tokens, {args.tokens // 6} supervised)",
              "", f"Command: `{cmd}` (median of {args.reps} steps per path, the paths interleaved; "
-             f"machine: {_machine()})", "",
+             f"machine: {machine()})", "",
              "| head path | " + " | ".join(rows) + " |", "|---|" + "---|" * len(rows)]
     for p in PATHS:
         lines.append(f"| {p} | " + " | ".join(f"{rows[r][p]:.3f} s" for r in rows) + " |")

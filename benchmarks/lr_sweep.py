@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tunelab.train.precision import _machine
+from tunelab.train.precision import machine
 from tunelab.utils.io import write_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +55,7 @@ def main() -> None:
 
 Command: `{command}`
 
-Machine: {_machine()}. Recipe: {args.recipe}.
+Machine: {machine()}. Recipe: {args.recipe}.
 
 | learning rate (A factors) | LoRA+ ratio | B factors' rate | steps | dev loss | tokens/s | peak RSS MB |
 |---|---|---|---|---|---|---|

@@ -8,7 +8,7 @@ optimizer steps (adalora, whose rank schedule needs a step count, gets the steps
 train lora first). Each is then evaluated on the same first `--items` synthetic test items and, with `--real N`,
 on the first N dialogs of the real-guest dev set (benchmarks/hotel_real.py: the hotel part of CrossWOZ's
 validation dialogs, skipped when ../shared is absent). `tunelab compare` makes the tables, written with this
-command to benchmarks/results/methods.md (+ methods_chart.png).
+command to benchmarks/results/methods.md (+ methods_chart.png), or NAME.md with `--name NAME`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 from hotel_real import DEFAULT_FILE, prepare  # benchmarks/ is on sys.path when this script runs
 
 from tunelab.evaluate.compare import compare
+from tunelab.train.precision import machine
 from tunelab.utils.io import write_text
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,6 +43,7 @@ def main() -> None:
     ap.add_argument("--methods", default="lora,dora,adalora,ia3,prompt_tuning,p_tuning,prefix_tuning,full,freeze")
     ap.add_argument("--out", default="runs/methods")
     ap.add_argument("--reuse", action="store_true", help="keep methods already trained and evaluated in --out")
+    ap.add_argument("--name", default="methods", help="results file stem: benchmarks/results/NAME.md, NAME_chart.png")
     args = ap.parse_args()
     runs, refused = [], []
     real = None
@@ -78,18 +80,20 @@ def main() -> None:
             refused.append((name, "evaluation failed: " + ev.stderr.strip().splitlines()[-1]))
         runs.append(out)
         print(f"{name}: done", flush=True)
-    table = compare(runs, out=str(REPO / "benchmarks/results/methods_chart"), eval_name="eval-test") if runs else ""
+    chart = str(REPO / f"benchmarks/results/{args.name}_chart")
+    table = compare(runs, out=chart, eval_name="eval-test") if runs else ""
     real_table = compare(runs, eval_name="eval-real") if runs and real else ""
     cmd = "python benchmarks/methods.py " + " ".join(sys.argv[1:])
     notes = "".join(f"- `{n}`: {why}\n" for n, why in refused)
     budget_text = f"{args.minutes:g} minutes" if args.minutes else f"{args.steps} steps"
     text = (f"# Methods on the hotel recipe (gemma3-270m, {budget_text} of 1-dialog steps each, max_length "
-            f"{args.max_length}, CPU)\n\nCommand: `{cmd.strip()}`\n\n## First {args.items} synthetic test items\n\n"
+            f"{args.max_length}, CPU)\n\nCommand: `{cmd.strip()}`\n\nMachine: {machine()}.\n\n"
+            f"## First {args.items} synthetic test items\n\n"
             f"{table}\n\n" + (f"## First {args.real} real-guest dev dialogs (CrossWOZ validation, hotel part)\n\n"
                               f"{real_table}\n\n" if real_table else "")
-            + (f"Not run:\n{notes}" if notes else "") + "\nChart (synthetic test): methods_chart.png\n")
+            + (f"Not run:\n{notes}" if notes else "") + f"\nChart (synthetic test): {args.name}_chart.png\n")
     print(text)
-    write_text(REPO / "benchmarks/results/methods.md", text)
+    write_text(REPO / f"benchmarks/results/{args.name}.md", text)
 
 
 if __name__ == "__main__":

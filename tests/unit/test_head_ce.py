@@ -26,8 +26,10 @@ def inputs(n=37, d=16, vocab=301, weighted=False):
 
 
 @pytest.mark.parametrize("weighted,cap", [(False, None), (True, None), (True, 5.0)])
-def test_fp32_equals_plain_path_over_several_chunks(monkeypatch, weighted, cap):
+@pytest.mark.parametrize("vocab_block", [0, 64])  # one matmul; 301 head rows in five blocks, the last one short
+def test_fp32_equals_plain_path_over_several_chunks(monkeypatch, weighted, cap, vocab_block):
     monkeypatch.setattr(hc, "CHUNK_ROWS", 8)  # 37 rows: five chunks, the last one short
+    monkeypatch.setattr(hc, "VOCAB_BLOCK", vocab_block)
     h, w, t, rw = inputs(weighted=weighted)
     ours = head_ce(h, w, t, rw, cap) / 3
     (g_ours,) = torch.autograd.grad(ours, h)

@@ -71,7 +71,9 @@ def time_bf16(shapes: dict, tokens: int = 256, reps: int = 3) -> dict:
     return out
 
 
-def _machine() -> str:
+def machine() -> str:
+    """This machine in one line (CPU model, torch's CPU capability, torch version, threads, cpus): the key of the
+    cached bf16 verdicts, and the machine line of the benchmarks' results."""
     import os
     import platform
 
@@ -174,7 +176,7 @@ def measured_bf16_shapes(shapes: dict) -> dict:
 
 
 def _cached(shapes: dict, measure, ratio_key: str) -> dict:
-    key = f"{_machine()} | {json.dumps(shapes, sort_keys=True)}"
+    key = f"{machine()} | {json.dumps(shapes, sort_keys=True)}"
     path = cache_dir() / "bf16_verdicts.json"
     try:
         verdicts = json.loads(path.read_text(encoding="utf-8"))
@@ -186,7 +188,7 @@ def _cached(shapes: dict, measure, ratio_key: str) -> dict:
     timed = measure()
     timed["ratio"] = timed[ratio_key]
     log.info(f"bf16 vs fp32 on this CPU ({shapes}): {timed} (cached in {path})")
-    verdicts[key] = {**timed, "machine": _machine()}
+    verdicts[key] = {**timed, "machine": machine()}
     try:
         write_json(path, verdicts)
     except OSError:  # a read-only cache: measure again next time
