@@ -15,13 +15,13 @@ from tunelab.models.attention import PACKED, packed_attention
 from tunelab.train.loss import causal_lm, lm_loss
 
 
-def batch_and_model(model_dir, sample_path, rows_out=None):
+def batch_and_model(model_dir, sample_path, rows_out=None, method=None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    model = apply_method(model, MethodConfig(r=4, alpha=8, dropout=0.0))
+    model = apply_method(model, method or MethodConfig(r=4, alpha=8, dropout=0.0))
     # make the LoRA update non-zero so gradients flow through both factors
     for n, p in model.named_parameters():
         if "lora_B" in n:
@@ -50,6 +50,30 @@ def test_target_only_equals_full_logits(family, request, sample_path):
     with torch.no_grad():
         ref = model(**batch).loss
     torch.testing.assert_close(fast.detach(), ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("family,name", [("tiny_llama", "prompt_tuning"), ("tiny_gemma", "p_tuning"),
+                                         ("tiny_llama", "prefix_tuning")])
+def test_prompt_learning_takes_logits_only_at_target_columns(family, name, request, sample_path, monkeypatch):
+    """Virtual tokens in front of the input (prompt / p-tuning) or in the cache (prefix): logits_to_keep at the
+    columns with a target gives the full-logits loss and gradients, and no position without one is projected."""
+    method = MethodConfig(name=name, num_virtual_tokens=4)
+    model, batch = batch_and_model(request.getfixturevalue(family), sample_path, method=method)
+    model.eval()
+    params = [p for p in model.parameters() if p.requires_grad]
+    full, n_full = lm_loss(model, batch, target_only=False)
+    grads_full = torch.autograd.grad(full, params)
+    head = causal_lm(model).get_output_embeddings()
+    rows = []
+    monkeypatch.setattr(head, "forward", lambda x, f=head.forward: rows.append(x.shape[1]) or f(x))
+    fast, n_fast = lm_loss(model, batch, target_only=True)
+    grads_fast = torch.autograd.grad(fast, params)
+    assert n_full == n_fast > 0
+    targets = batch["labels"][:, 1:] != -100
+    assert rows == [int(targets.any(0).sum())] < [batch["labels"].shape[1]]
+    torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-6)
+    for a, b in zip(grads_fast, grads_full):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
 
 
 def test_num_items_scales_the_sum(tiny_llama, sample_path):

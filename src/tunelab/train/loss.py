@@ -32,6 +32,13 @@ def is_prompt_learning(model) -> bool:
     return getattr(getattr(model, "peft_config", {}).get("default", None), "is_prompt_learning", False)
 
 
+def virtual_offset(model) -> int:
+    """Where the input's positions start in a prompt-learning model's logits: prompt tuning and p-tuning put
+    their virtual tokens in front of the input; prefix tuning puts them in the cache (0)."""
+    config = model.peft_config["default"]
+    return 0 if str(config.peft_type).split(".")[-1] == "PREFIX_TUNING" else config.num_virtual_tokens
+
+
 def supports_target_only(model) -> bool:
     """True when the decoder can be run apart from its LM head (not for prompt-learning methods)."""
     lm = causal_lm(model)
@@ -77,6 +84,13 @@ def lm_loss(model, batch: dict, num_items: int | torch.Tensor | None = None, tar
     inputs = {k: batch[k] for k in PASSED if k in batch}
     n_targets = int(keep.sum())
     denom = num_items if num_items is not None else max(n_targets, 1)
+    if target_only and is_prompt_learning(model):
+        # the peft wrapper's own forward (it adds the virtual tokens), with logits only at the columns that hold
+        # a target in some row (transformers' logits_to_keep): not the 262k-wide head over every position
+        cols = keep.any(0).nonzero().squeeze(1)
+        out = model(**inputs, logits_to_keep=cols + virtual_offset(model))
+        kept = keep[:, cols]  # the same targets in the same order as keep's
+        return _ce(out.logits.float()[kept], shift_labels[:, cols][kept], token_w) / denom, n_targets
     if not (target_only and supports_target_only(model)):
         # no cache: with one, transformers would not read packed position ids as sequence boundaries
         out = model(**inputs, **({"use_cache": False} if "position_ids" in inputs else {}))
