@@ -36,7 +36,7 @@ def virtual_offset(model) -> int:
     """Where the input's positions start in a prompt-learning model's logits: prompt tuning and p-tuning put
     their virtual tokens in front of the input; prefix tuning puts them in the cache (0)."""
     config = model.peft_config["default"]
-    return 0 if str(config.peft_type).split(".")[-1] == "PREFIX_TUNING" else config.num_virtual_tokens
+    return 0 if config.peft_type == "PREFIX_TUNING" else config.num_virtual_tokens  # PeftType is a str enum
 
 
 def supports_target_only(model) -> bool:
