@@ -12,6 +12,7 @@ from tunelab.cli.launch import add_launch_args, launch_train
 from tunelab.cli.serve import BASE_MODEL_HELP, add_serve_parser, add_webui_parser
 from tunelab.config.schema import EvalConfig
 from tunelab.domains import DOMAINS
+from tunelab.utils.dist import release_groups
 from tunelab.utils.errors import TunelabError
 
 TRUST_HELP = "run Python code shipped with the base model (never taken from a run's config.yaml)"
@@ -32,6 +33,7 @@ def cmd_train(args, overrides: list[str]) -> int:
         train_kfold(cfg, args.kfold)
     else:
         train(cfg)
+    release_groups()  # a torchrun worker's process group, left by train(), is destroyed here (utils/dist.py)
     return 0
 
 

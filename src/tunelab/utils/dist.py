@@ -47,13 +47,33 @@ def barrier() -> None:
         dist.barrier()
 
 
+_LEFT: list = []  # the groups leave_group destroyed, kept until release_groups() or the interpreter's exit
+
+
 def leave_group() -> None:
     """Every rank leaves the process group together (a barrier, then destroy): a rank that exits with the
     group still up can abort in its teardown (gloo: "terminate called without an active exception") while
-    rank 0 still works. After this, rank() and world_size() read torchrun's environment."""
+    rank 0 still works. After this, rank() and world_size() read torchrun's environment.
+
+    The group object itself is kept (`_LEFT`): the model's DDP/FSDP wrapper still holds it, and were the
+    wrapper's C++ side to drop the last reference when train() returns, ~ProcessGroupGloo would join gloo's
+    worker threads with the GIL held while a worker waits for the GIL to free a tensor of the last
+    collective: a hang (rank 1 of a CI run, stuck as train() returned). torch's Python binding of the group
+    drops the GIL before destroying it, so the last reference must be a Python one: release_groups()."""
     if (dist := _group()) is not None:
         dist.barrier()
+        _LEFT.append(dist.group.WORLD)
         dist.destroy_process_group()
+
+
+def release_groups() -> None:
+    """Destroy the groups leave_group kept, after whatever else held them (the model wrappers of a returned
+    train(), freed by a collection here) is gone, so gloo's threads are joined with the GIL released."""
+    if _LEFT:
+        import gc
+
+        gc.collect()
+        _LEFT.clear()
 
 
 def broadcast_object(value: Any = None) -> Any:
