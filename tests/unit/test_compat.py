@@ -157,30 +157,34 @@ def test_drop_quantizer_clears_both_places():
     assert m.hf_quantizer is None and not hasattr(m.config, "quantization_config")
 
 
-def test_a_prefix_tuned_model_generates_with_its_prefix(tiny_llama):
-    """generate() equals an argmax loop over the forward pass, which uses the prefix (transformers 5.2x passes
-    its cache as `cache` and drops peft's `past_key_values` without the fence's fix)."""
-    from peft import PrefixTuningConfig, get_peft_model
+@pytest.mark.parametrize("method", ["prefix_tuning", "prompt_tuning", "p_tuning"])
+def test_a_prompt_learning_model_generates_as_its_forward_pass(tiny_llama, method):
+    """generate() equals an argmax loop over the forward pass, which puts the virtual tokens (or prefix) first
+    once. transformers 5.2x passes its cache as `cache` where peft looks for `past_key_values`: without the
+    fence's fix prefix tuning dropped its prefix and prompt / p-tuning inserted theirs again at every step."""
+    from peft import PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
-    model = get_peft_model(base, PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)).eval()
+    config = {"prefix_tuning": PrefixTuningConfig, "prompt_tuning": PromptTuningConfig,
+              "p_tuning": PromptEncoderConfig}[method](task_type="CAUSAL_LM", num_virtual_tokens=4)
+    model = get_peft_model(base, config).eval()
     with torch.no_grad():
         for p in model.prompt_encoder.parameters():
             p.normal_(0, 2.0)  # a prefix that changes the outputs
     ids = torch.randint(5, 60, (1, 9))
 
     def generate():
-        return model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=5,
+        return model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=12,
                               do_sample=False, pad_token_id=0)[0, ids.shape[1]:].tolist()
 
     loop, seq = [], ids
     with torch.no_grad():
-        for _ in range(5):
+        for _ in range(12):
             loop.append(int(model(input_ids=seq, attention_mask=torch.ones_like(seq)).logits[0, -1].argmax()))
             seq = torch.cat([seq, torch.tensor([[loop[-1]]])], 1)
         before = generate()
-        assert compat.prefix_generation(model) and not compat.prefix_generation(model)  # patched once
+        assert compat.prompt_learning_generation(model) and not compat.prompt_learning_generation(model)  # once
         after = generate()
     assert after == loop and before != loop  # the second: the unfixed path is still broken upstream

@@ -145,4 +145,27 @@ def test_unmerged_lora_goes_the_dialog_way_and_prompt_tuning_falls_back(engine):
     finally:
         lora.unload()  # the module-scoped engine's model, without the adapter again
     prompt = get_peft_model(engine.model, PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4))
-    assert not drafts_apply(ChatEngine(prompt, engine.tokenizer, engine.template), opts)
+    assert drafts_apply(ChatEngine(prompt, engine.tokenizer, engine.template), opts)
+    assert not drafts_apply(ChatEngine(prompt, engine.tokenizer, engine.template),
+                            GenerationOptions(max_new_tokens=12, temperature=0.7))
+
+
+@pytest.mark.parametrize("method", ["prompt_tuning", "p_tuning", "prefix_tuning"])
+def test_prompt_learning_decodes_the_dialog_way_with_its_virtual_tokens_first(engine, method):
+    """The cache opens with the adapter's virtual tokens (or prefix), and later positions count from there:
+    one-at-a-time `generate` through peft gives the same replies, and a dialog's items reuse the cache."""
+    from peft import PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig, get_peft_model
+
+    config = {"prompt_tuning": PromptTuningConfig, "p_tuning": PromptEncoderConfig,
+              "prefix_tuning": PrefixTuningConfig}[method](task_type="CAUSAL_LM", num_virtual_tokens=5)
+    import torch
+
+    torch.manual_seed(1)
+    model = get_peft_model(engine.model, config).double()
+    peft_engine = ChatEngine(model, engine.tokenizer, engine.template, SYSTEM)
+    opts = GenerationOptions(max_new_tokens=16)
+    items = dialog(peft_engine, "rpwr", opts) + dialog(peft_engine, "wr", opts)
+    preds, stats = generate_dialogs(peft_engine, items, opts, batch_size=2, progress=False)
+    assert preds == one_at_a_time(peft_engine, items, opts)
+    assert stats["items_from_draft"] >= 2 and stats["prompt_tokens_reused"] > 0.5
+    assert preds != one_at_a_time(engine, items, opts)  # the virtual tokens change the replies

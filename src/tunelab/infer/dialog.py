@@ -26,7 +26,7 @@ from tunelab.infer.batch import generate_batch
 from tunelab.infer.engine import ChatEngine, GenerationOptions
 from tunelab.infer.lookup import NgramLookup
 from tunelab.infer.spec_decode import Job, accepted, cut, decode_pass, fast_rows, greedy
-from tunelab.models.compat import fork_cache, new_dialog_cache, stackable
+from tunelab.models.compat import dialog_decoder, fork_cache, stackable
 
 # per draft pass: a whole dialog fits most times, while attention scores (T^2 per head) and logits
 # (262k floats a row for Gemma 3) stay small
@@ -36,10 +36,11 @@ CHAIN_ROWS = 256
 
 @dataclass
 class _Fed:
-    """A KV cache and the token ids it holds."""
+    """A KV cache and the token ids it holds (after `offset` positions of a prompt-learning adapter's)."""
 
     cache: Any = None
     ids: list[int] = field(default_factory=list)
+    offset: int = 0
 
 
 @dataclass
@@ -55,10 +56,9 @@ class _Counts:
 
 
 def drafts_apply(engine: ChatEngine, opts: GenerationOptions) -> bool:
-    """Greedy decoding on a model whose forward pass takes a cache of plain prompt tokens."""
-    peft_cfg = getattr(engine.model, "active_peft_config", None)
-    # prompt-learning adapters prepend virtual tokens inside their own forward/generate: left to generate_batch
-    return opts.temperature <= 0 and not (peft_cfg is not None and peft_cfg.is_prompt_learning)
+    """Greedy decoding on a model that decodes on a cache of plain prompt tokens: any model, prompt, p- and
+    prefix tuning included (their virtual tokens open each dialog's cache: models/compat.dialog_decoder)."""
+    return opts.temperature <= 0 and dialog_decoder(engine.model) is not None
 
 
 def generate_dialogs(engine: ChatEngine, items: list[tuple[list[Turn], Turn | None]], opts: GenerationOptions,
@@ -67,13 +67,15 @@ def generate_dialogs(engine: ChatEngine, items: list[tuple[list[Turn], Turn | No
 
     Items in dialog order reuse the cache of the item before (found by a token prefix match, so any
     order is correct, only slower). Up to `batch_size` items that leave their draft are decoded
-    together. Sampling and prompt-learning adapters fall back to `generate_batch`.
+    together. Sampling (and prompt-learning types other than prompt, p- and prefix tuning) fall back to
+    `generate_batch`.
     """
     if not drafts_apply(engine, opts):
         return generate_batch(engine, [c for c, _ in items], opts, batch_size=batch_size, progress=progress)
     import torch
 
-    model, renderer, stop, max_new = engine.model, engine.renderer, set(engine.stop_ids), opts.max_new_tokens
+    (model, open_cache), renderer = dialog_decoder(engine.model), engine.renderer
+    stop, max_new = set(engine.stop_ids), opts.max_new_tokens
     batch_size = max(batch_size, 1)
     drafts = [renderer.body_ids(gold) if gold is not None else [] for _, gold in items]
     # guesses from the model's own replies first, then gold replies (the model was trained on such), then the context
@@ -111,8 +113,9 @@ def generate_dialogs(engine: ChatEngine, items: list[tuple[list[Turn], Turn | No
                 lookup.add(prompts[i], start=max(reused - lookup.longest, 0))
                 lookup.add(drafts[i], priority=1)
                 reused = len(prompts[i]) + len(drafts[i])
-            for i, (seq, job) in zip(chain, _chain_pass(model, fed, [(prompts[i], drafts[i]) for i in chain],
-                                                        stop, max_new, counts)):
+            for i, (seq, job) in zip(chain, _chain_pass(model, open_cache, fed,
+                                                        [(prompts[i], drafts[i]) for i in chain], stop, max_new,
+                                                        counts)):
                 if job is None:
                     finish(i, seq)
                 else:
@@ -159,8 +162,8 @@ def _chains(fed: _Fed, prompts: list[list[int]], drafts: list[list[int]]):
         i = j
 
 
-def _chain_pass(model, fed: _Fed, chain: list[tuple[list[int], list[int]]], stop: set[int], max_new: int,
-                counts: _Counts) -> list[tuple[list[int], Job | None]]:
+def _chain_pass(model, open_cache, fed: _Fed, chain: list[tuple[list[int], list[int]]], stop: set[int],
+                max_new: int, counts: _Counts) -> list[tuple[list[int], Job | None]]:
     """Feed a chain of (prompt, draft) items in one forward pass; leaves the last prompt + draft in `fed`.
 
     Causal attention makes the logits at an item's positions depend on the tokens before them only, so
@@ -172,7 +175,7 @@ def _chain_pass(model, fed: _Fed, chain: list[tuple[list[int], list[int]]], stop
 
     reuse = _reusable(fed, chain[0][0])
     if not reuse:
-        fed.cache = new_dialog_cache(model)
+        fed.cache, fed.offset = open_cache()
     last_prompt, last_draft = chain[-1]
     ids = last_prompt + last_draft  # every item's prompt + draft is a prefix of it (see _chains)
     # logits rows from each prompt's last token on: the greedy token before each draft token, and after the last
@@ -201,7 +204,7 @@ def _chain_pass(model, fed: _Fed, chain: list[tuple[list[int], list[int]]], stop
         # The model leaves the draft: decode on from prompt + draft[:a], on a fork of the cache.
         cache = fork_cache(fed.cache)
         cache.crop(len(prompt) + a - len(ids))
-        out.append((seq, Job(index=-1, cache=cache, history=prompt + seq, start=len(prompt))))
+        out.append((seq, Job(index=-1, cache=cache, history=prompt + seq, start=len(prompt), offset=fed.offset)))
     fed.ids = ids  # the whole last gold turn: the next item's prompt starts with it
     fed.cache.crop(0)  # trims the sliding-window layers back to their window
     return out

@@ -18,7 +18,7 @@ from tunelab.data.render import Renderer
 from tunelab.data.schema import Turn
 from tunelab.data.template import ChatTemplate, get_template
 from tunelab.models import load_model
-from tunelab.models.compat import prefix_generation
+from tunelab.models.compat import prompt_learning_generation
 from tunelab.models.weights import verify_run_weights
 from tunelab.utils.errors import ConfigError, ModelError
 
@@ -65,7 +65,7 @@ class ChatEngine:
 
     def __init__(self, model, tokenizer, template: ChatTemplate, system_prompt: str = "",
                  domain: str = "", db: str = "", tools: list[dict] | None = None):
-        prefix_generation(model)  # a prefix-tuning adapter's prefix reaches generate (models/compat.py)
+        prompt_learning_generation(model)  # prompt, p- and prefix tuning generate right (models/compat.py)
         self.model = model.eval()
         self.domain, self.db = domain, db  # the run's tools, for the agent loop
         self.tokenizer = tokenizer

@@ -23,7 +23,7 @@ from tunelab.data.template import get_template
 from tunelab.infer.continuous import BatchDecoder, sampler_for
 from tunelab.infer.engine import ChatEngine
 from tunelab.models import load_model
-from tunelab.models.compat import prefix_generation
+from tunelab.models.compat import prompt_learning_generation
 from tunelab.models.weights import verify_run_weights
 from tunelab.utils.errors import ConfigError
 
@@ -136,7 +136,7 @@ class MultiEngine:
     """Runs sharing one base model; `engine_for(name)` gives the ChatEngine for a run or the base."""
 
     def __init__(self, model, tokenizer, runs: list[RunInfo], base_id: str):
-        prefix_generation(model)  # on the shared model, before the per-run views (models/compat.py)
+        prompt_learning_generation(model)  # on the shared model, before the per-run views (models/compat.py)
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.runs = {r.name: r for r in runs}

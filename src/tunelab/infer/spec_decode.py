@@ -52,6 +52,7 @@ class Job:
     cache: Any
     history: list[int]
     start: int  # where the reply begins in history
+    offset: int = 0  # cache positions before history's first token (a prompt-learning adapter's virtual tokens)
 
 
 def decode_pass(model, jobs: list[Job], lookup: NgramLookup, stop: set[int],
@@ -68,7 +69,7 @@ def decode_pass(model, jobs: list[Job], lookup: NgramLookup, stop: set[int],
     # the same number of tokens for every job; filler tokens are checked like guessed ones
     guesses = [g[:k] + (g or job.history)[-1:] * (k - len(g)) for g, job in zip(guesses, jobs)]
     ids = torch.tensor([job.history[-1:] + g for job, g in zip(jobs, guesses)], device=model.device)
-    lengths = [len(job.history) - 1 for job in jobs]
+    lengths = [job.offset + len(job.history) - 1 for job in jobs]
     if n == 1:
         cache, kw = jobs[0].cache, {}
     else:

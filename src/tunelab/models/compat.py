@@ -191,30 +191,80 @@ def cache_row(batched, b: int, length: int):
     return out
 
 
-# ----------------------------------------------------------------------------- peft prefix tuning x generate
+# ----------------------------------------------------------------------------- peft prompt learning x generate
 
 
-def prefix_generation(model) -> bool:
-    """Make `generate` use a prefix-tuning adapter's prefix; True when `model` needed it.
+def prompt_learning_generation(model) -> bool:
+    """Make `generate` right for prompt, p- and prefix tuning adapters; True when `model` needed it.
 
-    peft's prepare_inputs_for_generation injects the prefix as `past_key_values`, while transformers 5.2x
-    generate passes its own cache as `cache` and the forward pass then ignores `past_key_values` ("Both
-    past_key_values and cache are set"): a prefix-tuned run generated as if untrained. On the prefill step
-    the prefix becomes the cache; later steps use the cache it grew into.
+    peft's prepare_inputs_for_generation looks for the cache under `past_key_values`, while transformers 5.2x
+    generate passes it as `cache`. So peft took every step for the prefill: prompt and p-tuning inserted their
+    virtual tokens again before each new token (replies went astray after the first token), and prefix
+    tuning's prefix, put in `past_key_values`, was ignored by the forward pass ("Both past_key_values and
+    cache are set"): a prefix-tuned run generated as if untrained. Here peft sees the cache under its old
+    name, and on the prefill step the prefix becomes the cache; later steps use the cache it grew into.
     """
-    config = getattr(model, "active_peft_config", None)
-    if config is None or getattr(config, "peft_type", None) != "PREFIX_TUNING" or getattr(model, "_tl_prefix", 0):
+    configs = getattr(model, "peft_config", None)
+    if not isinstance(configs, dict) or not any(c.is_prompt_learning for c in configs.values()) \
+            or getattr(model, "_tl_prompt_generation", 0):
         return False
-    original = model.prepare_inputs_for_generation
+    base_prepare, original = model.base_model_prepare_inputs_for_generation, model.prepare_inputs_for_generation
+
+    def prepare_base(*args, **kwargs):
+        out = base_prepare(*args, **kwargs)
+        if out.get("past_key_values") is None and out.get("cache") is not None:
+            out["past_key_values"] = out["cache"]  # where peft looks for it
+        return out
 
     def prepare(*args, **kwargs):
         out = original(*args, **kwargs)
         prefix = out.pop("past_key_values", None)
         cache = out.get("cache")
-        if prefix is not None and (cache is None or cache.get_seq_length() == 0):
+        if prefix is not None and prefix is not cache and (cache is None or cache.get_seq_length() == 0):
             out["cache"] = prefix
         return out
 
+    model.base_model_prepare_inputs_for_generation = prepare_base
     model.prepare_inputs_for_generation = prepare
-    model._tl_prefix = 1
+    model._tl_prompt_generation = 1
     return True
+
+
+# ----------------------------------------------------------------------------- peft prompt learning x a dialog cache
+
+VIRTUAL_TOKEN_TYPES = ("PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING")
+
+
+def dialog_decoder(model):
+    """(decoder, open_cache) for decoding on a growing cache of plain prompt tokens (infer/dialog.py).
+
+    `decoder` is the module whose forward takes token ids and a cache; `open_cache()` returns a new dialog
+    cache (`new_dialog_cache`) and how many positions it already holds. A model without a prompt-learning
+    adapter is its own decoder and its caches open empty. peft's prompt and p-tuning prepend virtual token
+    embeddings in their forward, prefix tuning puts its prefix before the cache: here the base model is the
+    decoder, and each cache opens with what peft would have put first (its positions count from there, as
+    in peft's own forward and generate). Other prompt-learning types: None (no plain-token decoder).
+    """
+    config = getattr(model, "active_peft_config", None)
+    if config is None or not config.is_prompt_learning:
+        return model, lambda: (new_dialog_cache(model), 0)
+    if config.peft_type not in VIRTUAL_TOKEN_TYPES:
+        return None
+    base = model.get_base_model()
+    dtype = base.get_input_embeddings().weight.dtype
+
+    def open_cache():
+        import torch
+
+        cache = new_dialog_cache(base)
+        with torch.no_grad():
+            prompt = model.get_prompt(batch_size=1)
+            if config.peft_type == "PREFIX_TUNING":  # a cache (or legacy (key, value) pairs) of the prefix
+                pairs = [(layer.keys, layer.values) for layer in prompt.layers] if hasattr(prompt, "layers") else prompt
+                for i, (key, value) in enumerate(pairs):
+                    cache.update(key.to(dtype), value.to(dtype), i)
+            else:  # virtual token embeddings, fed like peft's forward feeds them: before the input's embeddings
+                base(inputs_embeds=prompt.to(dtype), cache=cache, use_cache=True, logits_to_keep=1)
+        return cache, cache.get_seq_length()
+
+    return base, open_cache
