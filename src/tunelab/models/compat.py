@@ -205,10 +205,11 @@ def prompt_learning_generation(model) -> bool:
     name, and on the prefill step the prefix becomes the cache; later steps use the cache it grew into.
     """
     configs = getattr(model, "peft_config", None)
+    base_prepare = getattr(model, "base_model_prepare_inputs_for_generation", None)  # peft's causal LM wrappers
     if not isinstance(configs, dict) or not any(c.is_prompt_learning for c in configs.values()) \
-            or getattr(model, "_tl_prompt_generation", 0):
+            or base_prepare is None or getattr(model, "_tl_prompt_generation", 0):
         return False
-    base_prepare, original = model.base_model_prepare_inputs_for_generation, model.prepare_inputs_for_generation
+    original = model.prepare_inputs_for_generation
 
     def prepare_base(*args, **kwargs):
         out = base_prepare(*args, **kwargs)
