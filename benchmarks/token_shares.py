@@ -64,8 +64,9 @@ def main() -> None:
                      f"{targets[role] / n:.1f} |")
     if records:
         lines += ["", f"Tool results: {results} with records, {records / results:.2f} records each.", "",
-                  "| record field | tokens per record |", "|---|---|"]
-        lines += [f"| {key} | {count / records:.1f} |" for key, count in fields.most_common()]
+                  "| record field | tokens per record | share of all tokens |", "|---|---|---|"]
+        lines += [f"| {key} | {count / records:.1f} | {100 * count / all_tokens:.1f}% |"
+                  for key, count in fields.most_common()]
     text = "\n".join(lines) + "\n"
     print(text)
     write_text(Path(__file__).parent / "results" / "token_shares.md", text)
