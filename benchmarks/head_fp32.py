@@ -39,6 +39,7 @@ def main() -> None:
     from tunelab.models import resolve_model_dir
     from tunelab.train.loss import causal_lm, lm_loss
     from tunelab.train.precision import machine
+    from tunelab.utils.io import write_text
 
     blocks = [int(b) for b in args.blocks.split(",")]
     model = AutoModelForCausalLM.from_pretrained(resolve_model_dir(args.model), dtype=torch.float32)
@@ -106,10 +107,7 @@ def main() -> None:
                      f"{checks[b][0]:.1e} | {checks[b][1]:.1e} |")
     text = "\n".join(lines) + "\n"
     print(text)
-    out = Path(__file__).parent / "results" / "head_ce_fp32.md"
-    tmp = out.with_suffix(".md.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
+    write_text(Path(__file__).parent / "results" / "head_ce_fp32.md", text)
 
 
 if __name__ == "__main__":
