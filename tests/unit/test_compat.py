@@ -188,3 +188,17 @@ def test_a_prompt_learning_model_generates_as_its_forward_pass(tiny_llama, metho
         assert compat.prompt_learning_generation(model) and not compat.prompt_learning_generation(model)  # once
         after = generate()
     assert after == loop and before != loop  # the second: the unfixed path is still broken upstream
+
+
+def test_prompt_learning_generation_leaves_a_model_without_peft_causal_lm_hook_alone(tiny_llama):
+    """A prompt-tuned classifier (peft's sequence-classification wrapper) has no causal-LM prepare hook to
+    wrap: the patch declines and its prepare_inputs_for_generation stays the same object."""
+    from peft import PromptTuningConfig, get_peft_model
+    from transformers import AutoModelForSequenceClassification
+
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_llama, num_labels=2, dtype=torch.float32)
+    model = get_peft_model(base, PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=4))
+    assert not hasattr(model, "base_model_prepare_inputs_for_generation")
+    before = getattr(model, "prepare_inputs_for_generation", None)
+    assert compat.prompt_learning_generation(model) is False
+    assert getattr(model, "prepare_inputs_for_generation", None) is before
