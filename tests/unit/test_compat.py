@@ -202,3 +202,30 @@ def test_prompt_learning_generation_leaves_a_model_without_peft_causal_lm_hook_a
     before = getattr(model, "prepare_inputs_for_generation", None)
     assert compat.prompt_learning_generation(model) is False
     assert getattr(model, "prepare_inputs_for_generation", None) is before
+
+
+@pytest.mark.parametrize("family", ["gemma", "llama"])
+def test_frozen_context_hidden_equals_the_plain_forward_at_its_columns(family, gemma, tiny_llama):
+    """The two passes read a decoder's cache.update protocol and its prepared-mask argument (a dict by layer type
+    for gemma, whose 64-token window the 150-token rows pass): the hidden states at the chosen columns are the
+    plain forward's, and only the second pass's tokens carry gradient."""
+    from transformers import AutoModelForCausalLM
+
+    model = gemma if family == "gemma" else AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
+    decoder = model.get_decoder()
+    assert compat.frozen_context_supported(decoder) == ""
+    ids = torch.arange(300).reshape(2, 150) % 60 + 5
+    cols = torch.tensor([0, 3, 70, 71, 72, 140, 149])
+    with torch.no_grad():
+        plain = decoder(input_ids=ids, use_cache=False).last_hidden_state
+    embed = decoder.embed_tokens.weight
+    embed.requires_grad_(True)
+    try:
+        got = compat.frozen_context_hidden(decoder, ids, cols)
+        torch.testing.assert_close(got, plain[:, cols], rtol=1e-5, atol=1e-5)
+        got.sum().backward()
+        touched = set(embed.grad.abs().sum(1).nonzero().squeeze(1).tolist())
+        assert touched == set(ids[:, cols].flatten().tolist())  # only the columns' own tokens
+    finally:
+        embed.requires_grad_(False)
+        embed.grad = None

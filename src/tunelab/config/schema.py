@@ -134,6 +134,11 @@ class TrainConfig:
     decision_weight: float = opt(
         1.0, "loss weight of the first supervised token of each turn, where a chat model decides between a reply "
         "and a tool call (1: every token alike); causal SFT rows only", gt=0)
+    context_grad: bool = opt(
+        True, "false: the context (every position that predicts no label: prompts, tool results) runs forward "
+        "without gradient, and only the positions that predict a label run forward and backward, attending to the "
+        "context's keys and values; the same loss, fewer FLOPs a step, a gradient without the paths through the "
+        "context (causal SFT rows, unpacked; train/loss.py)")
     mixed_precision: Literal["auto", "bf16", "no"] = opt(
         "auto", "bf16 autocast (fp32 weights and optimizer, bf16 matmuls and attention) or no; auto: bf16 on "
         "CUDA, and on a CPU where a training step of this model measured at least 1.15x faster in bf16 (timed "

@@ -269,3 +269,98 @@ def dialog_decoder(model):
         return cache, cache.get_seq_length()
 
     return base, open_cache
+
+
+# ----------------------------------------------------------------------------- frozen-context training passes
+# A decoder's layers hand their keys and values (after norm and rope) to `cache.update(k, v, layer_idx)` and
+# attend to what it returns; its forward takes a prepared 4-D mask (or, with `config.layer_types`, a dict of
+# them by layer type) as is. The two stand-ins below use exactly that: one keeps every layer's keys and values,
+# the other returns them with the recomputed columns written over.
+
+
+class _KeepKV:
+    """Pass 1's cache: keeps each layer's keys and values as computed."""
+
+    def __init__(self):
+        self.kv = {}
+
+    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+        self.kv[layer_idx] = (key_states, value_states)
+        return key_states, value_states
+
+
+class _SpliceKV:
+    """Pass 2's cache: the kept keys and values with this pass's (gradient-carrying) ones at `cols`."""
+
+    def __init__(self, kept: _KeepKV, cols):
+        self.kept, self.cols = kept, cols
+
+    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+        keys, values = self.kept.kv[layer_idx]
+        return (keys.index_copy(2, self.cols, key_states.to(keys.dtype)),
+                values.index_copy(2, self.cols, value_states.to(values.dtype)))
+
+
+def _context_masks(decoder, cols, n: int):
+    """Masks for queries at positions `cols` over keys 0..n-1: causal, and within the window on sliding layers.
+    None where plain causal attention over the whole row is meant (pass 1's full-attention layers)."""
+    import torch
+
+    config = decoder.config
+    whole = len(cols) == n
+    j = torch.arange(n, device=cols.device)
+    seen = j[None, :] <= cols[:, None]
+    types = getattr(config, "layer_types", None)
+    if not types:  # one mask for every layer, always given (the model would build its own from the cache)
+        return _mask_format(decoder, seen)
+    masks = {"full_attention": None if whole else _mask_format(decoder, seen)}
+    window = getattr(config, "sliding_window", None)
+    if "sliding_attention" in types:
+        near = seen & (j[None, :] > cols[:, None] - window)
+        masks["sliding_attention"] = None if whole and n <= window else _mask_format(decoder, near)
+    return masks
+
+
+def _mask_format(decoder, allowed):
+    """A boolean (query x key) mask as the model's attention takes it: bool for SDPA, additive for eager."""
+    import torch
+
+    allowed = allowed[None, None]
+    if attn_implementation(decoder) == "eager":
+        return torch.zeros(allowed.shape, dtype=torch.float32, device=allowed.device).masked_fill(
+            ~allowed, torch.finfo(torch.float32).min)
+    return allowed
+
+
+def frozen_context_supported(decoder) -> str:
+    """'' when `frozen_context_hidden` can run this decoder, else why not."""
+    impl = attn_implementation(decoder)
+    if impl not in ("sdpa", "eager"):
+        return f"its attention implementation is {impl} (sdpa or eager needed)"
+    types = set(getattr(decoder.config, "layer_types", None) or ())
+    if types - {"full_attention", "sliding_attention"}:
+        return f"its layer types {sorted(types)} (full and sliding attention only)"
+    return ""
+
+
+def frozen_context_hidden(decoder, input_ids, cols):
+    """The decoder's last hidden states at positions `cols` (sorted, 1-D) of right-padded or unpadded rows, with
+    gradient only through those positions' own computation.
+
+    Pass 1 runs the whole rows without gradient and keeps every layer's keys and values. Pass 2 runs only the
+    tokens at `cols`, at their positions, attending to the kept keys and values with its own written over its
+    columns. The values equal a full forward's (without dropout); the gradient leaves out every path through
+    the other positions' keys and values.
+    """
+    import torch
+
+    n = input_ids.shape[1]
+    kept = _KeepKV()
+    everything = torch.arange(n, device=input_ids.device)
+    with torch.no_grad():
+        decoder(input_ids=input_ids, position_ids=everything[None].expand(input_ids.shape[0], -1),
+                attention_mask=_context_masks(decoder, everything, n), cache=kept, use_cache=True)
+    positions = cols[None].expand(input_ids.shape[0], -1)
+    out = decoder(input_ids=input_ids[:, cols], position_ids=positions, attention_mask=_context_masks(decoder, cols, n),
+                  cache=_SpliceKV(kept, cols), use_cache=True)
+    return out.last_hidden_state

@@ -15,6 +15,7 @@ from tunelab.data.collate import PackCollator, PadCollator
 from tunelab.data.dataset import data_files
 from tunelab.methods import parameter_report
 from tunelab.models.attention import packed_attention
+from tunelab.models.compat import frozen_context_supported
 from tunelab.models.load import portable_name
 from tunelab.models.rope import rope_record
 from tunelab.models.weights import weight_checksums
@@ -33,7 +34,7 @@ from tunelab.train.checkpoints import (
     trim_metrics,
     whole_run_loss,
 )
-from tunelab.train.loss import decoder_layers, is_prompt_learning
+from tunelab.train.loss import causal_lm, decoder_layers, is_prompt_learning
 from tunelab.train.memory import ActivationBudget
 from tunelab.train.plot import plot_loss
 from tunelab.train.precision import autocast, resolve_mixed_precision, store_frozen_linears
@@ -134,6 +135,8 @@ def train(cfg: Config | dict | str) -> dict:
     if cfg.train.decision_weight != 1.0 and (prepared.trainer_factory or not prepared.causal):
         raise ConfigError(f"train.decision_weight={cfg.train.decision_weight} weighs the first token of a causal "
                           f"SFT turn; data.task '{cfg.data.task}' has none: leave it at 1")
+    if not cfg.train.context_grad:
+        _check_frozen_context(cfg, prepared, model)
     if cfg.method.loraplus_lr_ratio and prepared.trainer_factory:
         raise ConfigError(f"method.loraplus_lr_ratio sets the optimizer of tunelab's SFT trainer; data.task "
                           f"'{cfg.data.task}' trains with its own: leave it at 0")
@@ -192,6 +195,8 @@ def train(cfg: Config | dict | str) -> dict:
         own["decision_weight"] = cfg.train.decision_weight
     if cfg.method.loraplus_lr_ratio:
         own["loraplus_lr_ratio"] = cfg.method.loraplus_lr_ratio
+    if not cfg.train.context_grad:
+        own["context_grad"] = False
     trainer = (prepared.trainer_factory or SFTTrainer)(
         model=model, args=args, train_dataset=prepared.train_rows, eval_dataset=dev_rows, data_collator=collator,
         meter=meter, time_budget_s=clock.budget_s, activation_budget=budget, causal=prepared.causal,
@@ -267,6 +272,28 @@ def train(cfg: Config | dict | str) -> dict:
              + (f", dev loss {dev_loss:.4f}" if dev_loss is not None else "")
              + f", {summary['tokens_per_s']} tokens/s; chat with: tunelab chat {run_dir}")
     return {"run_dir": str(run_dir), **summary}
+
+
+def _check_frozen_context(cfg: Config, prepared, model) -> None:
+    """train.context_grad=false: refused in one line where its two passes cannot run as written."""
+    why = ""
+    if prepared.trainer_factory or not prepared.causal:
+        why = f"data.task '{cfg.data.task}' has no causal SFT rows"
+    elif is_prompt_learning(model):
+        why = f"method {cfg.method.name} adds virtual tokens inside its own forward"
+    elif cfg.data.packing:
+        why = "data.packing=true (its rows hold several conversations)"
+    elif not cfg.train.target_only_logits:
+        why = "train.target_only_logits=false (it is a target-only path)"
+    elif cfg.train.gradient_checkpointing or cfg.train.activation_memory_mb:
+        why = "checkpointed layers drop the cache that carries the context (gradient_checkpointing, activation_memory_mb)"
+    elif cfg.train.compile:
+        why = "train.compile=true (the compiled layers are not measured with it)"
+    else:
+        reason = frozen_context_supported(causal_lm(model).get_decoder())
+        why = f"model {cfg.model.name_or_path}: {reason}" if reason else ""
+    if why:
+        raise ConfigError(f"train.context_grad=false does not work with {why}: leave it true")
 
 
 def _check_resumable(cfg: Config) -> None:

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from tunelab.data.render import IGNORE
+from tunelab.models.compat import frozen_context_hidden
 from tunelab.train.head_ce import head_ce
 
 PASSED = ("input_ids", "attention_mask", "position_ids", "cu_seq_lens_q", "cu_seq_lens_k", "max_length_q",
@@ -61,9 +62,13 @@ def decision_starts(keep: torch.Tensor) -> torch.Tensor:
 
 
 def lm_loss(model, batch: dict, num_items: int | torch.Tensor | None = None, target_only: bool = True,
-            decision_weight: float = 1.0):
+            decision_weight: float = 1.0, context_grad: bool = True):
     """Summed token cross-entropy divided by `num_items` (default: this batch's target count); the first target
     of each supervised span weighs `decision_weight` (train.decision_weight), the others 1.
+
+    `context_grad=False` (train.context_grad, target-only path, unpacked rows): the context runs forward without
+    gradient and only the positions that predict a target run forward and backward
+    (compat.frozen_context_hidden); same loss value, a gradient without the paths through the context.
 
     Returns (loss, number of target tokens in this batch).
     """
@@ -98,21 +103,32 @@ def lm_loss(model, batch: dict, num_items: int | torch.Tensor | None = None, tar
         logits = out.logits[:, -labels.shape[1]:][:, :-1].float()
         return _ce(logits[keep], shift_labels[keep], token_w) / denom, n_targets
     lm = causal_lm(model)
+    if not context_grad and model.training:
+        if "cu_seq_lens_q" in inputs or ("attention_mask" in inputs and not right_padded(inputs["attention_mask"])):
+            raise ValueError("train.context_grad=false takes unpacked, right-padded rows")
+        cols = keep.any(0).nonzero().squeeze(1)  # positions that predict a target in some row
+        hidden = frozen_context_hidden(lm.get_decoder(), inputs["input_ids"], cols)
+        return _head_loss(lm, hidden[keep[:, cols]], shift_labels[:, cols][keep[:, cols]], token_w) / denom, n_targets
     if "attention_mask" in inputs and right_padded(inputs["attention_mask"]):
         # causal attention: a real token never sees the pads after it, so the mask changes nothing they
         # compute, and without one attention takes the fused causal kernel instead of a built mask
         del inputs["attention_mask"]
     hidden = lm.get_decoder()(**inputs, use_cache=False).last_hidden_state
+    return _head_loss(lm, hidden[:, :-1][keep], shift_labels[keep], token_w) / denom, n_targets
+
+
+def _head_loss(lm, hidden, targets, token_w):
+    """Summed cross-entropy of the LM head over the given hidden states (one per target)."""
     head = lm.get_output_embeddings()
     cap = getattr(lm.config, "final_logit_softcapping", None)
     if type(head) is torch.nn.Linear and head.bias is None and not head.weight.requires_grad:
         device = hidden.device.type
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
-        return head_ce(hidden[:, :-1][keep], head.weight, shift_labels[keep], token_w, cap, dtype) / denom, n_targets
-    logits = head(hidden[:, :-1][keep]).float()
+        return head_ce(hidden, head.weight, targets, token_w, cap, dtype)
+    logits = head(hidden).float()
     if cap:
         logits = torch.tanh(logits / cap) * cap
-    return _ce(logits, shift_labels[keep], token_w) / denom, n_targets
+    return _ce(logits, targets, token_w)
 
 
 def _ce(logits, targets, weights):

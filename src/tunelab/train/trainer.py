@@ -82,7 +82,7 @@ class SFTTrainer(Trainer):
 
     def __init__(self, *args, meter: TokenMeter | None = None, target_only: bool = True,
                  time_budget_s: float = 0.0, activation_budget=None, causal: bool = True,
-                 decision_weight: float = 1.0, loraplus_lr_ratio: float = 0.0, **kw):
+                 decision_weight: float = 1.0, loraplus_lr_ratio: float = 0.0, context_grad: bool = True, **kw):
         self.loraplus_lr_ratio = loraplus_lr_ratio  # read by create_optimizer, which super().__init__ may call
         super().__init__(*args, **kw)
         self.causal = causal
@@ -91,6 +91,7 @@ class SFTTrainer(Trainer):
         self.time_budget_s = time_budget_s
         self.target_only = target_only
         self.decision_weight = decision_weight  # training loss only: the dev loss stays every token alike
+        self.context_grad = context_grad  # training only: the dev loss has no backward to save
         if causal:
             self.model_accepts_loss_kwargs = True  # so the Trainer counts num_items_in_batch for us
         else:
@@ -134,7 +135,7 @@ class SFTTrainer(Trainer):
             return out
         with self._autocast():
             loss, n_targets = lm_loss(model, inputs, num_items_in_batch, self.target_only,
-                                      self.decision_weight if model.training else 1.0)
+                                      self.decision_weight if model.training else 1.0, self.context_grad)
         if model.training:
             mask = inputs.get("attention_mask")
             self.meter.tokens += int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
