@@ -26,7 +26,7 @@ from tunelab.train.precision import machine
 from tunelab.utils.io import write_text
 
 REPO = Path(__file__).resolve().parents[1]
-LR = {"ia3": 5e-3, "prompt_tuning": 5e-3, "p_tuning": 1e-3, "prefix_tuning": 1e-3, "full": 3e-5, "freeze": 1e-4}
+LR = {"ia3": 5e-3, "prompt_tuning": 5e-3, "p_tuning": 1e-3, "prefix_tuning": 1e-1, "full": 3e-5, "freeze": 1e-4}
 
 
 def tunelab(*args: str) -> subprocess.CompletedProcess:

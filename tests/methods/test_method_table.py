@@ -26,7 +26,7 @@ METHODS = {
     "freeze": ({"trainable_layers": 1}, 1e-3),
 }
 # (method, family) pairs that must refuse at config time, with the reason's words
-REFUSED = {("prefix_tuning", "tiny_gemma"): "cannot run on gemma3_text"}
+REFUSED = {}
 
 
 def run_cfg(model_dir, sample, out, name, overrides, lr):

