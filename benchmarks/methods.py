@@ -26,7 +26,9 @@ from tunelab.train.precision import machine
 from tunelab.utils.io import write_text
 
 REPO = Path(__file__).resolve().parents[1]
-LR = {"ia3": 5e-3, "prompt_tuning": 5e-3, "p_tuning": 1e-3, "prefix_tuning": 1e-1, "full": 3e-5, "freeze": 1e-4}
+# prompt_tuning, p_tuning, prefix_tuning: the highest rate of each screen by dev loss, which was also its best
+# (benchmarks/results/lr_sweep_{prompt_tuning,p_tuning,prefix}_avx2*.md); the others as first chosen
+LR = {"ia3": 5e-3, "prompt_tuning": 3e-1, "p_tuning": 1e-1, "prefix_tuning": 1e-1, "full": 3e-5, "freeze": 1e-4}
 
 
 def tunelab(*args: str) -> subprocess.CompletedProcess:

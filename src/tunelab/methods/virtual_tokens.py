@@ -6,7 +6,8 @@ from tunelab.config.schema import MethodConfig
 from tunelab.utils.errors import ConfigError
 
 # Families whose attention takes a prefix of past keys/values through the cache classes peft builds.
-# Gemma 3 mixes sliding-window and global layers; a prefix cache does not fit its layer types.
+# Gemma 3 (gemma3_text) mixes sliding-window and global layers: the prefix sits before the input, so its sliding
+# layers stop seeing it a window on (tests/unit/test_compat.py checks generation against the forward pass there).
 PREFIX_OK = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma3_text", "gpt2", "phi3"}
 
 
