@@ -203,6 +203,14 @@ def test_packing_trains_like_padding_and_settings_reach_the_run(tiny_llama, samp
     from tunelab.infer.engine import load_engine
 
     assert summary["tool_results"] == "json" and load_engine(tmp_path / "json").template.tool_results == "json"
+    # the hotel view: records keep only the facilities the dialog names; chat and evaluate render them so too
+    _, full = first_losses("full", domain="hotel")
+    _, summary = first_losses("view", record_view="relevant", domain="hotel")
+    assert summary["train_data"]["target_tokens"] == full["train_data"]["target_tokens"]
+    assert summary["train_data"]["tokens"] < full["train_data"]["tokens"]  # facilities nobody named are left out
+    engine = load_engine(tmp_path / "view")
+    assert summary["record_view"] == "relevant" and engine.renderer.view is not None
+    assert load_engine(tmp_path / "padded").renderer.view is None
 
 
 def test_compiled_layers_train_and_save_a_plain_adapter(tiny_llama, sample_path, tmp_path):

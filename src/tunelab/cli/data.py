@@ -6,7 +6,7 @@ import argparse
 import json
 
 from tunelab.cli.args import COUNT, POSITIVE, number
-from tunelab.domains import DOMAINS
+from tunelab.domains import DOMAINS, record_view
 
 
 def add_data_parser(sub) -> None:
@@ -116,7 +116,8 @@ def cmd_preview(args: argparse.Namespace, overrides) -> int:
     if args.index >= len(convs):
         raise DataError(f"--index {args.index}: the training data has {len(convs)} conversations")
     tok = _tokenizer(cfg.model.name_or_path)
-    renderer = Renderer(get_template(cfg.data.template, tok, cfg.data.tool_results), tok, cfg.data.system_prompt)
+    renderer = Renderer(get_template(cfg.data.template, tok, cfg.data.tool_results), tok, cfg.data.system_prompt,
+                        view=record_view(cfg.data.domain, cfg.data.record_view))
     conv = convs[args.index]
     enc = renderer.encode(conv, cfg.data.max_length)
     if enc is None:

@@ -15,11 +15,15 @@ import dataclasses
 import threading
 import weakref
 from dataclasses import dataclass
+from typing import Any, Callable
 
 from tunelab.data.schema import Conversation, Turn
 from tunelab.data.template import ChatTemplate
 
 IGNORE = -100
+# (records, the arguments of the call they answer, the text of every user turn rendered) -> the records as the
+# model reads them: a domain's view (data.record_view; domains.record_view builds it)
+RecordView = Callable[[Any, "dict | None", str], Any]
 _plain: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 _plain_lock = threading.Lock()
 
@@ -43,11 +47,13 @@ class Encoded:
 class Renderer:
     """Tokenizes turns piecewise with a template; caches the ids of the constant pieces."""
 
-    def __init__(self, template: ChatTemplate, tokenizer, system_prompt: str = "", tools: list[dict] | None = None):
+    def __init__(self, template: ChatTemplate, tokenizer, system_prompt: str = "", tools: list[dict] | None = None,
+                 view: RecordView | None = None):
         self.template = template
         self.tokenizer = tokenizer
         self.system_prompt = system_prompt
         self.tools = tools or None  # tool specs offered to conversations that name none (chat, serve)
+        self.view = view
         self._cache: dict[str, list[int]] = {}
 
     def ids(self, text: str, cache: bool = False) -> list[int]:
@@ -69,6 +75,21 @@ class Renderer:
             return self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return _plain_tokenizer(self.tokenizer)(text, add_special_tokens=False,
                                                  split_special_tokens=True)["input_ids"]
+
+    def viewed(self, turns: list[Turn]) -> list[Turn]:
+        """Each tool result's records through the view, given the call it answers and what every user turn of
+        `turns` says: training renders a whole dialog, inference the dialog so far, by the same rule."""
+        if self.view is None:
+            return turns
+        said = "\n".join(t.content for t in turns if t.role == "user")
+        out, call = [], None
+        for t in turns:
+            if t.role == "tool_call":
+                call = t.arguments
+            elif t.role == "tool_result" and t.records is not None:
+                t = dataclasses.replace(t, records=self.view(t.records, call, said))
+            out.append(t)
+        return out
 
     def _with_system(self, turns: list[Turn]) -> list[Turn]:
         """The system prompt and default tools where the conversation has none; a system turn left with
@@ -98,7 +119,7 @@ class Renderer:
 
     def encode(self, conv: Conversation, max_length: int = 0) -> Encoded | None:
         """Tokens and labels for training; None when not even one target fits in max_length."""
-        turns = self._with_system(conv.turns)
+        turns = self._with_system(self.viewed(conv.turns))
         pieces = [self.turn_pieces(t) for t in turns]
         bos = self.ids(self.template.bos_text(), cache=True)
         n_sys = next((i for i, t in enumerate(turns) if t.role != "system"), len(turns))
@@ -129,6 +150,6 @@ class Renderer:
     def prompt_ids(self, turns: list[Turn]) -> list[int]:
         """Tokens of a context ready for the next assistant turn to be generated."""
         ids = list(self.ids(self.template.bos_text(), cache=True))
-        for t in self._with_system(turns):
+        for t in self._with_system(self.viewed(turns)):
             ids += self.turn_pieces(t)[0]
         return ids + self.ids(self.template.generation_prefix(), cache=True)

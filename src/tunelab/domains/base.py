@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from tunelab.utils.errors import ConfigError
+
 Tool = Callable[[dict], dict]  # arguments -> {"ok": True, "records": [...]} or {"ok": False, "error": "..."}
 
 
@@ -31,6 +33,9 @@ class Domain:
     # (reply, records of the context's last tool result ([] if none), last user turn) -> {fact kind:
     # (n_stated, n_unsupported)}: evaluate's error analysis of replies; None = not analysed
     reply_facts: Callable[[str, list, str], dict[str, tuple[int, int]]] | None = None
+    # (records, the call's arguments, what the user turns say) -> the records the model reads under
+    # data.record_view=relevant (data.render.RecordView); None = the domain has no such view
+    relevant_view: Callable[[Any, dict | None, str], Any] | None = None
 
     # ---------------------------------------------------------------- evaluation rendering of tool turns
     # A tool call renders as `<prefix>:\n<json arguments>`, the prefix being the tool's name unless the
@@ -66,6 +71,18 @@ def domain_of_tool(tool_name: str) -> Domain | None:
     """The registered domain that has a tool of this name (None when none has)."""
     return next((d for d in DOMAINS.values() if any(s["function"]["name"] == tool_name for s in d.tool_specs)),
                 None)
+
+
+def record_view(domain: str, mode: str):
+    """The records view of data.record_view: None for full, the domain's relevant view otherwise."""
+    if mode == "full":
+        return None
+    plugin = get_domain(domain)
+    if plugin is None or plugin.relevant_view is None:
+        have = ", ".join(sorted(d.name for d in DOMAINS.values() if d.relevant_view)) or "none"
+        raise ConfigError(f"data.record_view={mode}: data.domain '{domain}' has no such view (domains that "
+                          f"have one: {have}); use data.record_view=full")
+    return plugin.relevant_view
 
 
 def domain_tools(name: str, resource: str) -> dict[str, Tool]:

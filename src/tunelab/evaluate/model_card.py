@@ -69,7 +69,13 @@ def card_text(run_dir: str | Path, merged: bool, figures: list[str]) -> str:
              "", "## Use", "", "```python", _usage(merged, hub_id), "```", "",
              f"Chat template: tunelab `{summary.get('template', cfg.data.template)}`, shipped as the tokenizer's "
              "`chat_template` (tool results as the run read them: `data.tool_results: "
-             f"{summary.get('tool_results', cfg.data.tool_results)}`).", "", "## Evaluation", ""]
+             f"{summary.get('tool_results', cfg.data.tool_results)}`).", ""]
+    if cfg.data.record_view != "full":
+        lines += [f"It read tool records through the `{cfg.data.domain}` domain's view (`data.record_view: "
+                  f"{cfg.data.record_view}`; hotel: of each record's facilities only those the search or the guest "
+                  "names). tunelab's chat, serve and evaluate apply it; the shipped template renders records as it "
+                  "is given them, so cut them the same way before.", ""]
+    lines += ["## Evaluation", ""]
     for name, metrics in evals.items():
         lines += [f"On `{name}`:", "", metrics_table(metrics), ""]
     if not evals:

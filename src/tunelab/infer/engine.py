@@ -17,6 +17,7 @@ from tunelab.config.schema import EvalConfig
 from tunelab.data.render import Renderer
 from tunelab.data.schema import Turn
 from tunelab.data.template import ChatTemplate, get_template
+from tunelab.domains import record_view
 from tunelab.models import load_model
 from tunelab.models.compat import prompt_learning_generation
 from tunelab.models.weights import verify_run_weights
@@ -64,14 +65,15 @@ class ChatEngine:
     """A base model with a run's adapter, its tokenizer and the template it was trained with."""
 
     def __init__(self, model, tokenizer, template: ChatTemplate, system_prompt: str = "",
-                 domain: str = "", db: str = "", tools: list[dict] | None = None):
+                 domain: str = "", db: str = "", tools: list[dict] | None = None, record_view=None):
         prompt_learning_generation(model)  # prompt, p- and prefix tuning generate right (models/compat.py)
         self.model = model.eval()
         self.domain, self.db = domain, db  # the run's tools, for the agent loop
         self.tokenizer = tokenizer
         self.template = template
         # tools: the specs offered to a conversation that names none (the run's training tools)
-        self.renderer = Renderer(template, tokenizer, system_prompt, tools)
+        # record_view: how the run read tool records in training (data.record_view; domains.record_view)
+        self.renderer = Renderer(template, tokenizer, system_prompt, tools, view=record_view)
         self.stop_ids = self._stop_ids()
 
     def _stop_ids(self) -> list[int]:
@@ -227,4 +229,4 @@ def load_engine(run_dir: str | Path, device: str | None = None, merge: bool = Fa
     cfg = run.config()
     template = get_template(run.template(), tokenizer, cfg.data.tool_results)
     return ChatEngine(model, tokenizer, template, run.system_prompt(), domain=cfg.data.domain, db=db,
-                      tools=run.tools())
+                      tools=run.tools(), record_view=record_view(cfg.data.domain, cfg.data.record_view))

@@ -20,6 +20,7 @@ from pathlib import Path
 import tunelab.utils.offline  # noqa: F401
 from tunelab.config.run_dir import RunDir
 from tunelab.data.template import get_template
+from tunelab.domains import record_view
 from tunelab.infer.continuous import BatchDecoder, sampler_for
 from tunelab.infer.engine import ChatEngine
 from tunelab.models import load_model
@@ -44,6 +45,7 @@ class RunInfo:
     domain: str
     db: str
     tools: list = field(default_factory=list)  # the tool specs the run was trained with (offered again)
+    record_view: str = "full"  # how the run read tool records in training (data.record_view)
 
 
 def read_run_info(run_dir: str | Path, db: str | None = None, base_model: str | None = None) -> RunInfo:
@@ -58,7 +60,7 @@ def read_run_info(run_dir: str | Path, db: str | None = None, base_model: str | 
                    base_name=base_model or (run.base_name() if run.has_adapter else run.path.resolve().name),
                    adapter=None, peft_type=run.peft_type(), template=run.template(),
                    tool_results=cfg.data.tool_results, system_prompt=run.system_prompt(),
-                   domain=cfg.data.domain, db=run.db(db), tools=run.tools())
+                   domain=cfg.data.domain, db=run.db(db), tools=run.tools(), record_view=cfg.data.record_view)
 
 
 class AdapterView:
@@ -148,7 +150,8 @@ class MultiEngine:
         for r in runs:
             self._engines[r.name] = ChatEngine(AdapterView(self, r.adapter), tokenizer,
                                                get_template(r.template, tokenizer, r.tool_results), r.system_prompt,
-                                               domain=r.domain, db=r.db, tools=r.tools)
+                                               domain=r.domain, db=r.db, tools=r.tools,
+                                               record_view=record_view(r.domain, r.record_view))
         if base_id not in self._engines:  # a full-weights run *is* its base: no separate entry
             self._engines[base_id] = ChatEngine(AdapterView(self, None), tokenizer, get_template("auto", tokenizer))
 

@@ -13,6 +13,7 @@ from tunelab.config import Config, load_config
 from tunelab.config.run_dir import RunDir
 from tunelab.data.collate import PackCollator, PadCollator
 from tunelab.data.dataset import data_files
+from tunelab.domains import record_view
 from tunelab.methods import parameter_report
 from tunelab.models.attention import packed_attention
 from tunelab.models.compat import frozen_context_supported
@@ -117,6 +118,7 @@ def train(cfg: Config | dict | str) -> dict:
                           "checkpoints only what a batch needs: set one of them")
     if cfg.data.db and not Path(cfg.data.db).is_file():
         raise ConfigError(f"data.db '{cfg.data.db}': database file not found")
+    record_view(cfg.data.domain, cfg.data.record_view)  # a domain without the view asked for: one line, now
     if cfg.train.resume:  # rank 0 checks (and may swap in a finished replacement); its error stops every rank
         on_main(lambda: _check_resumable(cfg))
 

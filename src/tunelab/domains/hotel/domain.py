@@ -9,6 +9,7 @@ from tunelab.domains.hotel.db import connect
 from tunelab.domains.hotel.facts import reply_facts
 from tunelab.domains.hotel.synth import synthesize
 from tunelab.domains.hotel.tool import TOOL_SPEC, search_hotels
+from tunelab.domains.hotel.view import RelevantFacilities
 from tunelab.utils.errors import ConfigError
 
 
@@ -39,4 +40,5 @@ HOTEL = register_domain(Domain(
     example="想住经济型的，500块以内",
     generate=generate,
     reply_facts=reply_facts,  # evaluate's error analysis: reply facts against the search results
+    relevant_view=RelevantFacilities(),  # data.record_view=relevant: facilities the dialog names
 ))

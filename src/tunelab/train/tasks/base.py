@@ -17,6 +17,7 @@ from tunelab.data.cache import cache_key, load_or_build
 from tunelab.data.dataset import batch_openings, data_files, data_name, encode_rows, mix_weights
 from tunelab.data.render import Renderer
 from tunelab.data.template import ChatTemplate, get_template
+from tunelab.domains import record_view
 from tunelab.methods import Method, TrainContext, check_options, get_method
 from tunelab.models import load_model
 from tunelab.utils.log import log
@@ -78,7 +79,9 @@ def load_causal(cfg: Config, device: str):
     load_extra = method.load_kwargs(cfg.method, device) if method.load_kwargs else {}
     model, tokenizer, model_dir = load_model(cfg.model, device, **load_extra)
     template = get_template(cfg.data.template, tokenizer, cfg.data.tool_results)
-    return method, model, tokenizer, model_dir, template, Renderer(template, tokenizer, cfg.data.system_prompt)
+    view = record_view(cfg.data.domain, cfg.data.record_view)
+    return method, model, tokenizer, model_dir, template, Renderer(template, tokenizer, cfg.data.system_prompt,
+                                                                   view=view)
 
 
 def apply_method(cfg: Config, method: Method, model, device: str):
@@ -102,7 +105,8 @@ def tokenized(path: str | list[str], data, data_cfg, renderer: Renderer):
     key = cache_key(data_files(path), renderer.tokenizer, renderer.template.name, data_cfg.system_prompt,
                     data_cfg.max_length, tool_results=data_cfg.tool_results, format=data_cfg.format,
                     skip_invalid=data_cfg.skip_invalid, max_samples=data_cfg.max_samples, **({"mix": mix} if mix else {}),
-                    **({"openings": data_cfg.openings} if data_cfg.openings else {}))
+                    **({"openings": data_cfg.openings} if data_cfg.openings else {}),
+                    **({"record_view": repr(renderer.view)} if renderer.view else {}))
     rows, stats, hit, saved = load_or_build(key, build, cache_dir() / "datasets")
     if hit:
         log.info(f"{data_name(path)}: tokenized rows from the cache ({saved:.1f} s of tokenization saved)")

@@ -24,7 +24,7 @@ def prepare(cfg: Config, device: str) -> Prepared:
         log.info(dev_stats.line("dev data"))
     model = apply_method(cfg, method, model, device)
     summary = {"template": template.name, "system_prompt": cfg.data.system_prompt,
-               "tool_results": cfg.data.tool_results, "packing": cfg.data.packing, "train_data": train_stats.__dict__,
+               "tool_results": cfg.data.tool_results, "record_view": cfg.data.record_view, "packing": cfg.data.packing, "train_data": train_stats.__dict__,
                # the tool specs the model saw in its prompts: chat and serve offer them again
                "tools": merge_specs(*(tools_of(c.turns) for c in train_data[0]))}
     return Prepared(model, tokenizer, model_dir, method, train_rows, dev_rows, template=template,
@@ -41,7 +41,7 @@ def evaluate(cfg: Config, prepared: Prepared, run_dir: Path) -> dict | None:
     # the trained model in memory, unless its frozen weights are bf16 (then from disk, as `tunelab evaluate` does)
     engine = load_engine(run_dir, trust_remote_code=cfg.model.trust_remote_code) if prepared.frozen_bf16 else ChatEngine(
         prepared.model, prepared.tokenizer, prepared.template, cfg.data.system_prompt, domain=cfg.data.domain,
-        db=str(Path(cfg.data.db).resolve()) if cfg.data.db else "")
+        db=str(Path(cfg.data.db).resolve()) if cfg.data.db else "", record_view=prepared.renderer.view)
     # a list's first file is the one data.db answers for (real rows of a mix come from their own DB)
     return evaluate_run(run_dir, data_files(cfg.data.dev_file)[0], limit=cfg.eval.dev_items, batch_size=cfg.eval.batch_size,
                         max_new_tokens=cfg.eval.max_new_tokens, db=cfg.data.db or None, engine=engine,

@@ -1,0 +1,97 @@
+"""A training step on records as the relevant view shows them (data.record_view=relevant) against whole records.
+
+    .venv/bin/python benchmarks/record_view.py [--config recipes/hotel_lora.yaml] [--rows 24] [--lora-layers 0]
+
+Renders the first --rows training conversations of the recipe (those that fit its max_length either way) twice,
+as `tunelab train` does: with data.record_view full and relevant. Times one optimizer-free training step
+(forward + backward of the target-only loss, one conversation per step, as the recipe trains) on the preset in
+fp32, LoRA r16 on every linear layer of the last N layers for each N of --lora-layers (0: all), the two
+renderings interleaved row by row. Reports tokens and targets per row, the median step time of each, and the
+ratio. The targets are the same tokens either way; only the context shrinks. Writes
+benchmarks/results/record_view.md (--out to name it otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", default="recipes/hotel_lora.yaml")
+    ap.add_argument("--rows", type=int, default=24)
+    ap.add_argument("--lora-layers", default="0")
+    ap.add_argument("--out", default="record_view")
+    args = ap.parse_args()
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from tunelab.config import load_config
+    from tunelab.data.dataset import read_data, train_source
+    from tunelab.data.render import Renderer
+    from tunelab.data.template import get_template
+    from tunelab.domains import record_view
+    from tunelab.models import load_tokenizer, resolve_model_dir
+    from tunelab.train.loss import lm_loss
+    from tunelab.train.precision import machine
+    from tunelab.utils.io import write_text
+
+    cfg = load_config(args.config, [])
+    convs, _ = read_data(train_source(cfg.data), dataclasses.replace(cfg.data, max_samples=4 * args.rows))
+    model_dir = resolve_model_dir(cfg.model.name_or_path)
+    tok = load_tokenizer(model_dir)
+    template = get_template(cfg.data.template, tok, cfg.data.tool_results)
+    views = {"full": None, "relevant": record_view(cfg.data.domain or "hotel", "relevant")}
+    renderers = {k: Renderer(template, tok, cfg.data.system_prompt, view=v) for k, v in views.items()}
+    pairs = [{k: r.encode(c) for k, r in renderers.items()} for c in convs]
+    pairs = [p for p in pairs if all(len(e.input_ids) <= cfg.data.max_length for e in p.values())][: args.rows]
+    batches = [{k: {"input_ids": torch.tensor([e.input_ids]), "labels": torch.tensor([e.labels])} for k, e in p.items()}
+               for p in pairs]
+    lines = [f"# A training step on relevant records against whole ones ({cfg.model.name_or_path}, fp32)", "",
+             f"Command: `{' '.join(['python benchmarks/record_view.py', *sys.argv[1:]])}`", "",
+             f"Machine: {machine()}", "",
+             f"{len(pairs)} conversations of {args.config}'s training data, one per step, each timed with both "
+             "renderings (order alternating), the first two rows as warm-up.", ""]
+    for k in views:
+        tokens = sum(len(p[k].input_ids) for p in pairs) / len(pairs)
+        targets = sum(sum(1 for x in p[k].labels if x != -100) for p in pairs) / len(pairs)
+        lines.append(f"- record_view {k}: {tokens:.1f} tokens and {targets:.1f} targets per row")
+    lines += ["", "| LoRA layers | step, full | step, relevant | speed-up |", "|---|---|---|---|"]
+    for n in (int(x) for x in args.lora_layers.split(",")):
+        base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+        total = base.config.get_text_config().num_hidden_layers
+        model = get_peft_model(base, LoraConfig(
+            r=16, lora_alpha=32, lora_dropout=0.0, layers_to_transform=list(range(total - n, total)) if n else None,
+            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+        model.train()
+        params = [p for p in model.parameters() if p.requires_grad]
+        times = {k: [] for k in views}
+        for i, batch in enumerate(batches):
+            for k in (list(views) if i % 2 else list(views)[::-1]):
+                start = time.perf_counter()
+                loss, _ = lm_loss(model, batch[k])
+                loss.backward()
+                elapsed = time.perf_counter() - start
+                for p in params:
+                    p.grad = None
+                if i >= 2:
+                    times[k].append(elapsed)
+        full, relevant = statistics.median(times["full"]), statistics.median(times["relevant"])
+        label = f"last {n}" if n else f"all {total}"
+        lines.append(f"| {label} | {full:.3f} s | {relevant:.3f} s | {full / relevant:.2f}x |")
+        print(lines[-1], flush=True)
+        del model, base
+    path = Path(__file__).parent / "results" / f"{args.out}.md"
+    write_text(path, "\n".join(lines) + "\n")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
