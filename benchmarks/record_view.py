@@ -1,7 +1,11 @@
 """A training step on records as the relevant view shows them (data.record_view=relevant) against whole records.
 
     .venv/bin/python benchmarks/record_view.py [--config recipes/hotel_lora.yaml] [--rows 24] [--lora-layers 0]
+        [--crosswoz ../shared/data/crosswoz/val.json.zip]
 
+First, what the view costs a reply: of the replies after a search that state a facility the search did not ask
+for (the facility in a record and in the reply's text), how many the view still shows (a guest named it before
+the reply), in the recipe's training file and, where the CrossWOZ file is there, in its imported hotel dialogs.
 Renders the first --rows training conversations of the recipe (those that fit its max_length either way) twice,
 as `tunelab train` does: with data.record_view full and relevant. Times one optimizer-free training step
 (forward + backward of the target-only loss, one conversation per step, as the recipe trains) on the preset in
@@ -29,6 +33,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=24)
     ap.add_argument("--lora-layers", default="0")
     ap.add_argument("--out", default="record_view")
+    ap.add_argument("--crosswoz", default=str(Path(__file__).resolve().parents[1].parent / "shared/data/crosswoz/val.json.zip"))
     args = ap.parse_args()
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -57,6 +62,8 @@ def main() -> None:
     lines = [f"# A training step on relevant records against whole ones ({cfg.model.name_or_path}, fp32)", "",
              f"Command: `{' '.join(['python benchmarks/record_view.py', *sys.argv[1:]])}`", "",
              f"Machine: {machine()}", "",
+             "Replies that state a facility their search did not ask for, and how many of them the view still "
+             "shows it to:", "", *coverage(cfg.data.train_file, args.crosswoz), "",
              f"{len(pairs)} conversations of {args.config}'s training data, one per step, each timed with both "
              "renderings (order alternating), the first two rows as warm-up.", ""]
     for k in views:
@@ -91,6 +98,48 @@ def main() -> None:
     path = Path(__file__).parent / "results" / f"{args.out}.md"
     write_text(path, "\n".join(lines) + "\n")
     print(f"wrote {path}")
+
+
+def shown(path: Path) -> tuple[int, int, int]:
+    """(replies after a search, those stating a facility of the records the search did not ask for, those of
+    them whose every such facility the view shows) over a hotel dialog file."""
+    import json
+
+    from tunelab.domains.hotel.view import named_facilities
+
+    after = stated = kept = 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        call, records, users = None, None, []
+        for t in json.loads(line)["dialog"]:
+            if t["role"] == "user":
+                users.append(t["content"])
+            elif t["role"] == "search":
+                call = t["arguments"]
+            elif t["role"] == "return":
+                records = t.get("records")
+            elif t["role"] == "assistant" and records:
+                after += 1
+                asked = set((call or {}).get("facilities") or [])
+                said = {f for r in records for f in r.get("facilities") or []} - asked
+                said = {f for f in said if f in t["content"]}
+                if said:
+                    stated += 1
+                    kept += said <= named_facilities(call, "\n".join(users))
+    return after, stated, kept
+
+
+def coverage(train_file: str, crosswoz: str) -> list[str]:
+    files = [("training file " + train_file, Path(train_file))]
+    if Path(crosswoz).is_file():
+        import tempfile
+
+        sys.path.insert(0, str(Path(__file__).parent))
+        from hotel_real import prepare
+
+        data, _, _ = prepare(Path(crosswoz), Path(tempfile.mkdtemp()))
+        files.append((f"CrossWOZ {Path(crosswoz).name}, hotel part (all dialogs)", data))
+    return [f"- {name}: {after} replies after a search, {stated} state an unasked facility, the view shows it to {kept}"
+            for name, (after, stated, kept) in ((n, shown(p)) for n, p in files)]
 
 
 if __name__ == "__main__":

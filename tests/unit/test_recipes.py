@@ -18,6 +18,7 @@ def test_recipe_loads(path):
         # a method's SFT recipe is named after its method, a preference task's (hotel_dpo ...) after its task
         named = cfg.method.name if cfg.data.task == "sft" else cfg.data.task
         assert path.stem.removesuffix("_gpu") == f"hotel_{named}" and cfg.data.domain == "hotel"
+        assert cfg.data.record_view == "relevant"  # every hotel run reads its records as hotel_lora's did
     if cfg.data.domain:  # a domain's recipe uses its default system prompt, as chat and serve will
         from tunelab.domains import get_domain
 

@@ -75,3 +75,11 @@ def test_a_domain_without_a_view_is_refused_in_one_line_and_full_needs_none():
         record_view("units", "relevant")
     with pytest.raises(ConfigError, match="record_view"):
         load_config(None, ["--data.record_view=some"])
+
+
+def test_preference_prompts_read_records_through_the_view(tok):
+    from tunelab.train.tasks.preference import PrefText
+
+    prompt = PrefText(Renderer(get_template("chatml", tok), tok, "你是助手", view=VIEW)).prompt(DIALOG[:5], "f:1")
+    assert compact_records([{**A, "facilities": ["暖气"]}, {**B, "facilities": []}]) in prompt
+    assert "吹风机" in PrefText(Renderer(get_template("chatml", tok), tok, "你是助手")).prompt(DIALOG[:5], "f:1")

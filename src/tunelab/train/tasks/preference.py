@@ -92,7 +92,7 @@ class PrefText:
         if self.r.system_prompt and not (turns and turns[0].role == "system"):
             turns = [Turn("system", content=self.r.system_prompt)] + turns
         out = [self.bos]
-        for turn in turns:
+        for turn in self.r.viewed(turns):  # tool records as the SFT run read them (data.record_view)
             prefix, body, end, sep = self.t.pieces(turn)
             out += [prefix, self._plain(body, source), end, sep]
         return "".join(out) + self.t.generation_prefix()
