@@ -17,10 +17,10 @@ import argparse
 import dataclasses
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
+from step_timing import lora_on_last, timed_step
 
 
 def main() -> None:
@@ -30,15 +30,11 @@ def main() -> None:
     ap.add_argument("--lora-layers", default="0,9")
     ap.add_argument("--out", default="context_grad")
     args = ap.parse_args()
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
     from tunelab.config import load_config
     from tunelab.data.dataset import read_data, train_source
     from tunelab.data.render import Renderer
     from tunelab.data.template import get_template
     from tunelab.models import load_tokenizer, resolve_model_dir
-    from tunelab.train.loss import lm_loss
     from tunelab.train.precision import machine
     from tunelab.utils.io import write_text
 
@@ -60,34 +56,21 @@ def main() -> None:
              "(order alternating), the first two rows as warm-up.", "",
              "| LoRA layers | step, context_grad true | step, false | speed-up | loss equal |", "|---|---|---|---|---|"]
     for n in (int(x) for x in args.lora_layers.split(",")):
-        base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-        total = base.config.get_text_config().num_hidden_layers
-        model = get_peft_model(base, LoraConfig(
-            r=16, lora_alpha=32, lora_dropout=0.0, layers_to_transform=list(range(total - n, total)) if n else None,
-            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
-        model.train()
-        params = [p for p in model.parameters() if p.requires_grad]
+        model, params, label = lora_on_last(model_dir, n)
         times = {True: [], False: []}
         worst = 0.0
         for i, batch in enumerate(batches):
             losses = {}
             for flag in ((True, False) if i % 2 else (False, True)):
-                start = time.perf_counter()
-                loss, _ = lm_loss(model, batch, context_grad=flag)
-                loss.backward()
-                elapsed = time.perf_counter() - start
-                for p in params:
-                    p.grad = None
-                losses[flag] = loss.item()
+                elapsed, losses[flag] = timed_step(model, params, batch, context_grad=flag)
                 if i >= 2:
                     times[flag].append(elapsed)
             worst = max(worst, abs(losses[True] - losses[False]) / abs(losses[True]))
         full, frozen = statistics.median(times[True]), statistics.median(times[False])
-        label = f"last {n}" if n else f"all {total}"
         lines.append(f"| {label} | {full:.3f} s | {frozen:.3f} s | {full / frozen:.2f}x | "
                      f"{'yes' if worst < 1e-4 else 'NO'} (largest relative difference {worst:.1e}) |")
         print(lines[-1], flush=True)
-        del model, base
+        del model
     path = Path(__file__).parent / "results" / f"{args.out}.md"
     write_text(path, "\n".join(lines) + "\n")
     print(f"wrote {path}")

@@ -21,10 +21,10 @@ import argparse
 import dataclasses
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
+from step_timing import lora_on_last, timed_step
 
 
 def main() -> None:
@@ -35,16 +35,12 @@ def main() -> None:
     ap.add_argument("--out", default="record_view")
     ap.add_argument("--crosswoz", default=str(Path(__file__).resolve().parents[1].parent / "shared/data/crosswoz/val.json.zip"))
     args = ap.parse_args()
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
     from tunelab.config import load_config
     from tunelab.data.dataset import read_data, train_source
     from tunelab.data.render import Renderer
     from tunelab.data.template import get_template
     from tunelab.domains import record_view
     from tunelab.models import load_tokenizer, resolve_model_dir
-    from tunelab.train.loss import lm_loss
     from tunelab.train.precision import machine
     from tunelab.utils.io import write_text
 
@@ -72,29 +68,17 @@ def main() -> None:
         lines.append(f"- record_view {k}: {tokens:.1f} tokens and {targets:.1f} targets per row")
     lines += ["", "| LoRA layers | step, full | step, relevant | speed-up |", "|---|---|---|---|"]
     for n in (int(x) for x in args.lora_layers.split(",")):
-        base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-        total = base.config.get_text_config().num_hidden_layers
-        model = get_peft_model(base, LoraConfig(
-            r=16, lora_alpha=32, lora_dropout=0.0, layers_to_transform=list(range(total - n, total)) if n else None,
-            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
-        model.train()
-        params = [p for p in model.parameters() if p.requires_grad]
+        model, params, label = lora_on_last(model_dir, n)
         times = {k: [] for k in views}
         for i, batch in enumerate(batches):
             for k in (list(views) if i % 2 else list(views)[::-1]):
-                start = time.perf_counter()
-                loss, _ = lm_loss(model, batch[k])
-                loss.backward()
-                elapsed = time.perf_counter() - start
-                for p in params:
-                    p.grad = None
+                elapsed, _ = timed_step(model, params, batch[k])
                 if i >= 2:
                     times[k].append(elapsed)
         full, relevant = statistics.median(times["full"]), statistics.median(times["relevant"])
-        label = f"last {n}" if n else f"all {total}"
         lines.append(f"| {label} | {full:.3f} s | {relevant:.3f} s | {full / relevant:.2f}x |")
         print(lines[-1], flush=True)
-        del model, base
+        del model
     path = Path(__file__).parent / "results" / f"{args.out}.md"
     write_text(path, "\n".join(lines) + "\n")
     print(f"wrote {path}")
