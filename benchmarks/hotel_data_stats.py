@@ -11,7 +11,9 @@ OpenAI `messages` with tool calls). Prints one column per file (markdown) with, 
   repeats all of its constraints and adds one ("carries all"); a correction (keeps every kind of constraint
   of the call before but changes a value, "5分" to "4.5分以上" too); a new request (drops some: "carries some", or all:
   "carries none"); and how many follow the call before finding nothing;
-- the share of calls that find nothing, and of target turns that are calls (vs replies).
+- the share of calls that find nothing, and of target turns that are calls (vs replies);
+- replies: right after records, how many of those hotels they name and how they open; answers to a thanks
+  ("不客气。" exactly or otherwise); address answers opening "地址是" or "地址在".
 Counts only; nothing is timed.
 """
 
@@ -59,15 +61,38 @@ def follow_up(before: dict, after: dict) -> str:
     return "carries some" if shared else "carries none"
 
 
+OPENINGS = ("推荐您去", "为您推荐", "给您推荐", "建议您去")
+
+
+def reply_stats(turns: list, replies: Counter) -> None:
+    """Add one dialog's reply shapes (see the module docstring) to `replies`."""
+    for i, t in enumerate(turns):
+        if t.role != "assistant" or i == 0:
+            continue
+        before, text = turns[i - 1], t.content or ""
+        if before.role == "tool_result" and before.records:
+            names = [r.get("name", "") for r in before.records]
+            named = sum(bool(n) and n in text for n in names)
+            replies[f"named {min(named, 3)}{'+' if named >= 3 else ''}"] += 1
+            opening = next((o for o in OPENINGS if text.startswith(o)), None)
+            replies[f"opens {opening}" if opening else
+                    "opens with a hotel's name" if any(n and text.startswith(n) for n in names) else "opens other"] += 1
+        elif before.role == "user" and "谢" in (before.content or "") and len(text) < 20:
+            replies["thanks: 不客气。" if text == "不客气。" else "thanks: other"] += 1
+        for form in ("地址是", "地址在"):
+            replies[f"address {form}"] += text.startswith(form)
+
+
 def file_stats(path: str | Path) -> dict:
     """Counts of one dialog file (see the module docstring): {"label": Counter} per table."""
     convs, _ = read_conversations(path)
-    slots, kind_n, names, follow, kinds_seen = Counter(), Counter(), Counter(), Counter(), Counter()
+    slots, kind_n, names, follow, kinds_seen, reply = Counter(), Counter(), Counter(), Counter(), Counter(), Counter()
     after_empty = 0
     calls = replies = empty = 0
     for conv in convs:
         last, last_empty = None, False
         turns = conv.turns
+        reply_stats(turns, reply)
         for i, t in enumerate(turns):
             if t.role == "assistant":
                 replies += 1
@@ -88,7 +113,7 @@ def file_stats(path: str | Path) -> dict:
             empty += last_empty
     return {"dialogs": len(convs), "calls": calls, "replies": replies, "empty": empty, "slots": slots,
             "kinds": kind_n, "names": names, "follow": follow, "combos": kinds_seen,
-            "after_empty": after_empty}
+            "after_empty": after_empty, "reply": reply}
 
 
 def _pct(n: int, total: int) -> str:
@@ -124,6 +149,17 @@ def table(stats: dict[str, dict]) -> str:
         combos.update({c: n / max(s["calls"], 1) for c, n in s["combos"].items()})
     for combo, _ in combos.most_common(12):
         rows.append((f"% calls of kinds {combo}", [_pct(s["combos"][combo], s["calls"]) for s in stats.values()]))
+    after = [sum(s["reply"][f"named {k}"] for k in ("0", "1", "2", "3+")) for s in stats.values()]
+    rows.append(("replies right after records", [str(n) for n in after]))
+    for label in ("named 0", "named 1", "named 2", "named 3+", *(f"opens {o}" for o in OPENINGS),
+                  "opens with a hotel's name", "opens other"):
+        rows.append((f"% of those: {label}", [_pct(s["reply"][label], n) for s, n in zip(stats.values(), after)]))
+    thanks = [s["reply"]["thanks: 不客气。"] + s["reply"]["thanks: other"] for s in stats.values()]
+    rows.append(("% answers to a thanks that are 不客气。",
+                 [_pct(s["reply"]["thanks: 不客气。"], n) for s, n in zip(stats.values(), thanks)]))
+    address = [s["reply"]["address 地址是"] + s["reply"]["address 地址在"] for s in stats.values()]
+    rows.append(("% address answers opening 地址是 (against 地址在)",
+                 [_pct(s["reply"]["address 地址是"], n) for s, n in zip(stats.values(), address)]))
     return head + "".join(f"| {label} | " + " | ".join(cells) + " |\n" for label, cells in rows)
 
 

@@ -116,6 +116,29 @@ def test_cache_fork_stack_and_row_round_trip(gemma):
         assert row.layers[0].keys.shape[0] == 1 and compat.stackable(row)
 
 
+def test_a_dialog_cache_is_cut_back_past_the_sliding_window(gemma):
+    """Fed in two passes past gemma's 64-token window, a dialog cache cut back to 40 positions (inside the
+    window's past) decodes what a cache fed those 40 alone does; one that lost its past says so."""
+    ids = torch.arange(100)[None] % 60 + 5
+    cache = compat.new_dialog_cache(gemma)
+    with torch.no_grad():
+        gemma(input_ids=ids[:, :70], cache=cache, use_cache=True)
+        gemma(input_ids=ids[:, 70:], cache=cache, use_cache=True)
+    assert compat.crop_dialog_cache(cache, 40) and cache.get_seq_length() == 40
+    fresh = compat.new_dialog_cache(gemma)
+    nxt = torch.tensor([[7, 8, 9]])
+    with torch.no_grad():
+        gemma(input_ids=ids[:, :40], cache=fresh, use_cache=True)
+        want = gemma(input_ids=nxt, cache=fresh, use_cache=True).logits
+        got = gemma(input_ids=nxt, cache=cache, use_cache=True).logits
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    assert not compat.crop_dialog_cache(cache, 50)  # longer than it holds
+    with torch.no_grad():
+        gemma(input_ids=ids[:, :60], cache=cache, use_cache=True)  # 103 positions
+    cache.crop(0)  # transformers' crop trims the sliding layers to their window: no way back
+    assert not compat.crop_dialog_cache(cache, 40) and cache.get_seq_length() == 103
+
+
 @pytest.mark.parametrize("family", ["gemma", "llama"])
 def test_a_growing_stacked_cache_decodes_as_the_copying_one(family, gemma, tiny_llama):
     """Stacked with spare room, a cache writes new tokens in place (past its room, past gemma's 64-token

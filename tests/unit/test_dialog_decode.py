@@ -94,19 +94,30 @@ def test_max_new_tokens_is_respected(engine, max_new):
     assert all(len(engine.renderer.ids(p.content)) <= max_new for p in preds)
 
 
-def test_a_context_that_is_no_extension_is_prefilled_again(engine):
+def shared(a: list[int], b: list[int]) -> int:
+    return next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+
+@pytest.mark.parametrize("edit", [0, 2])  # the first user turn, or one past gemma's 32-token window
+def test_a_context_that_is_no_extension_reuses_the_prefix_it_shares(engine, edit):
     opts = GenerationOptions(max_new_tokens=16)
     first, second, third = dialog(engine, "pwr", opts)
-    # longer than what the cache holds after `second`, but its first turn differs (same length, other text)
-    edited = [Turn("user", content=USERS[0].upper())] + third[0][1:]
-    items = [first, second, (edited, third[1]), first]
+    # the third item's context with an earlier turn rewritten (as a record view re-renders earlier records)
+    context = list(third[0])
+    context[edit] = Turn("user", content=context[edit].content.upper() + "?")
+    items = [first, second, (context, third[1]), first]
     preds, stats = generate_dialogs(engine, items, opts, progress=False)
     assert preds == one_at_a_time(engine, items, opts)
-    prompt = [len(engine.renderer.prompt_ids(c)) for c, _ in items]
-    assert prompt[2] > prompt[1] + len(engine.renderer.ids(engine.template.parts(second[1])[1]))
-    # only the second item extends the cache: by the first prompt and the first gold turn (body + end token)
-    reused = prompt[0] + len(engine.renderer.ids(engine.template.parts(first[1])[1]))
-    assert stats["prompt_tokens_reused"] == round(reused / sum(prompt), 3)
+    prompts = [engine.renderer.prompt_ids(c) for c, _ in items]
+    fed = [p + engine.renderer.body_ids(g) for p, (_, g) in zip(prompts, items)]
+    # each item reuses what it shares with the item before's prompt + gold turn, short of its own last token
+    reused = [0] + [min(shared(prompts[k], fed[k - 1]), len(prompts[k]) - 1) for k in range(1, 4)]
+    assert reused[1] == len(fed[0]) and 0 < reused[2] < len(fed[1])
+    if edit:  # cut back inside the past of gemma's sliding window; the first prompt lies whole in the cache
+        assert reused[2] > 32 and reused[3] == len(prompts[3]) - 1
+    else:
+        assert reused[3] < len(prompts[3]) - 1
+    assert stats["prompt_tokens_reused"] == round(sum(reused) / sum(map(len, prompts)), 3)
 
 
 def test_sampling_falls_back_to_batched_generation(engine):

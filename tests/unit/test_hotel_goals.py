@@ -16,6 +16,7 @@ from tunelab.domains.hotel.goals import (
     facility_answer,
     goal_dialog,
     make_goal,
+    offer_text,
     request_text,
 )
 from tunelab.domains.hotel.phrasing import cn_number, cn_rating, fmt_rating
@@ -137,3 +138,19 @@ def test_facility_answers_are_true():
     assert facility_answer(rng, h, ["桑拿", "吹风机"]) == "酒店不提供桑拿，但提供吹风机"
     assert "没有" in facility_answer(rng, h, ["桑拿"]) or "不提供" in facility_answer(rng, h, ["桑拿"])
     assert "吹风机" in facility_answer(rng, h, ["吹风机"]) and "不" not in facility_answer(rng, h, ["吹风机"])
+
+
+def test_offers_name_the_first_records_and_their_commonest_form_is_the_real_one():
+    rng = random.Random(0)
+    records = [{"name": f"北京测试{i}号酒店"} for i in range(3)]
+    named, openings = Counter(), Counter()
+    for _ in range(2000):
+        text, hotels = offer_text(rng, records)
+        assert hotels == records[:len(hotels)] and all(h["name"] in text for h in hotels)
+        assert not any(h["name"] in text for h in records[len(hotels):])
+        named[len(hotels)] += 1
+        openings["name" if text.startswith("北京测试") else text[:4]] += 1
+    assert 0.66 < named[1] / 2000 < 0.78 and named[3] < named[2] < named[1]
+    # greedy decoding follows the likeliest first words: the real data's commonest opening must lead
+    assert openings.most_common(1)[0][0] == "推荐您去" and openings["推荐您去"] > 1.3 * openings["name"]
+    assert offer_text(rng, records[:1])[1] == records[:1]

@@ -26,7 +26,7 @@ from tunelab.infer.batch import generate_batch
 from tunelab.infer.engine import ChatEngine, GenerationOptions
 from tunelab.infer.lookup import NgramLookup
 from tunelab.infer.spec_decode import Job, accepted, cut, decode_pass, fast_rows, greedy
-from tunelab.models.compat import dialog_decoder, fork_cache, stackable
+from tunelab.models.compat import crop_dialog_cache, dialog_decoder, fork_cache, stackable
 
 # per draft pass: a whole dialog fits most times, while attention scores (T^2 per head) and logits
 # (262k floats a row for Gemma 3) stay small
@@ -139,9 +139,15 @@ def generate_dialogs(engine: ChatEngine, items: list[tuple[list[Turn], Turn | No
 
 
 def _reusable(fed: _Fed, prompt: list[int]) -> int:
-    """How many of prompt's tokens the cache holds: all of its ids when they are a strict prefix, else 0."""
-    n = len(fed.ids)
-    return n if fed.cache is not None and len(prompt) > n and prompt[:n] == fed.ids else 0
+    """How many of prompt's first tokens the cache holds: the ids it shares with the prompt, short of the prompt's
+    last (a pass needs one new token). With a record view a later question can re-render earlier records: the
+    cache is then cut back to where the two part (`crop_dialog_cache`), not fed again from the start."""
+    if fed.cache is None:
+        return 0
+    n = min(len(fed.ids), len(prompt) - 1)
+    if prompt[:n] != fed.ids[:n]:
+        n = next(k for k, (a, b) in enumerate(zip(prompt, fed.ids)) if a != b)
+    return n
 
 
 def _chains(fed: _Fed, prompts: list[list[int]], drafts: list[list[int]]):
@@ -174,7 +180,8 @@ def _chain_pass(model, open_cache, fed: _Fed, chain: list[tuple[list[int], list[
     import torch
 
     reuse = _reusable(fed, chain[0][0])
-    if not reuse:
+    if fed.cache is None or reuse < len(fed.ids) and not (reuse and crop_dialog_cache(fed.cache, fed.offset + reuse)):
+        reuse = 0
         fed.cache, fed.offset = open_cache()
     last_prompt, last_draft = chain[-1]
     ids = last_prompt + last_draft  # every item's prompt + draft is a prefix of it (see _chains)
@@ -205,6 +212,5 @@ def _chain_pass(model, open_cache, fed: _Fed, chain: list[tuple[list[int], list[
         cache = fork_cache(fed.cache)
         cache.crop(len(prompt) + a - len(ids))
         out.append((seq, Job(index=-1, cache=cache, history=prompt + seq, start=len(prompt), offset=fed.offset)))
-    fed.ids = ids  # the whole last gold turn: the next item's prompt starts with it
-    fed.cache.crop(0)  # trims the sliding-window layers back to their window
+    fed.ids = ids  # the whole last gold turn: the next item's prompt starts with (most of) it
     return out

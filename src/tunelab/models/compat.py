@@ -61,6 +61,25 @@ def new_dialog_cache(model):
     return cache
 
 
+def crop_dialog_cache(cache, length: int) -> bool:
+    """Cut a dialog cache back to its first `length` positions, its sliding-window layers keeping their whole
+    past (transformers' `crop` trims them to their window, after which no later crop can go back further).
+
+    False, the cache untouched, when a layer no longer holds its whole past (after a `crop`) or the cache has
+    other layer types.
+    """
+    if not stackable(cache) or length > cache.get_seq_length():
+        return False
+    layers = [layer for layer in cache.layers if layer.is_initialized]
+    if any(layer.keys.shape[-2] != layer.get_seq_length() for layer in layers):
+        return False
+    for layer in layers:
+        layer.keys, layer.values = layer.keys[..., :length, :], layer.values[..., :length, :]
+        if layer.is_sliding:
+            layer.cumulative_length = length
+    return True
+
+
 def stackable(cache) -> bool:
     """True when every layer is one of DynamicCache's two plain layer types (what the functions below handle)."""
     from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer

@@ -60,6 +60,11 @@ NAME_SUFFIXES = ("国际大酒店", "国际酒店", "大酒店", "大饭店", "�
                  "连锁酒店", "酒店", "饭店", "宾馆", "招待所")
 
 
+def weighted(rng: random.Random, forms: tuple[tuple[int, str], ...]) -> str:
+    """One of (weight, text) pairs, drawn by weight."""
+    return rng.choices([text for _, text in forms], weights=[w for w, _ in forms])[0]
+
+
 def cn_number(n: int, colloquial: bool = False, two: str = "两") -> str:
     """1..9999 in Chinese numerals; colloquial drops a trailing unit (一千五, 三百五)."""
     out, started, gap = "", False, False
