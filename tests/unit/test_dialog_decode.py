@@ -180,3 +180,32 @@ def test_prompt_learning_decodes_the_dialog_way_with_its_virtual_tokens_first(en
     assert preds == one_at_a_time(peft_engine, items, opts)
     assert stats["items_from_draft"] >= 2 and stats["prompt_tokens_reused"] > 0.5
     assert preds != one_at_a_time(engine, items, opts)  # the virtual tokens change the replies
+
+
+def test_draft_rows_stop_at_the_first_departure(engine):
+    """The output layer runs on each item's rows only until its greedy tokens leave the draft; the tokens it gives
+    are those of the full logits."""
+    import torch
+
+    from tunelab.infer.dialog import _draft_greedy
+    from tunelab.models.compat import new_dialog_cache
+
+    opts = GenerationOptions(max_new_tokens=40)
+    (context, gold), = dialog(engine, "r", opts)
+    prompt = engine.renderer.prompt_ids(context)
+    right = engine.renderer.body_ids(gold)
+    wrong = right[:2] + [t for t in right[2:] if t not in engine.stop_ids][::-1] * 3  # leaves after 2 at most
+    x = torch.tensor([prompt + wrong])
+    with torch.no_grad():
+        full = engine.model(input_ids=x).logits[0].max(-1).indices.tolist()
+    start = len(prompt) - 1
+    rows = []
+    hook = engine.model.get_output_embeddings().register_forward_hook(lambda m, i, o: rows.append(i[0].shape[0]))
+    try:
+        with torch.no_grad():
+            (tokens,) = _draft_greedy(engine.model, x, new_dialog_cache(engine.model), [start], [wrong])
+    finally:
+        hook.remove()
+    departs = next(k for k, (g, d) in enumerate(zip(full[start:], wrong)) if g != d)
+    assert departs <= 2 and departs < len(tokens) <= 8 and tokens == full[start:start + len(tokens)]
+    assert sum(rows) <= 16 < len(wrong)  # one round of 8 rows (padded to MIN_ROWS), not one per drafted token

@@ -185,17 +185,13 @@ def _chain_pass(model, open_cache, fed: _Fed, chain: list[tuple[list[int], list[
         fed.cache, fed.offset = open_cache()
     last_prompt, last_draft = chain[-1]
     ids = last_prompt + last_draft  # every item's prompt + draft is a prefix of it (see _chains)
-    # logits rows from each prompt's last token on: the greedy token before each draft token, and after the last
-    rows = [p for prompt, draft in chain for p in range(len(prompt) - 1 - reuse, len(prompt) + len(draft) - reuse)]
-    rows += rows[-1:] * (fast_rows(len(rows)) - len(rows))
-    res = model(input_ids=torch.tensor([ids[reuse:]], device=model.device), cache=fed.cache, use_cache=True,
-                logits_to_keep=torch.tensor(rows, device=model.device))
+    # each item's greedy tokens from its prompt's last token on: the token before each draft token, and after
+    # the last (no further than max_new tokens)
+    starts = [len(prompt) - 1 - reuse for prompt, _ in chain]
+    x = torch.tensor([ids[reuse:]], device=model.device)
     counts.draft_passes += 1
-    tokens_all = greedy(res.logits[0])
-    out, at = [], 0
-    for prompt, draft in chain:
-        tokens = tokens_all[at:at + len(draft) + 1]
-        at += len(draft) + 1
+    out, greedy_tokens = [], _draft_greedy(model, x, fed.cache, starts, [d[:max_new] for _, d in chain])
+    for (prompt, draft), tokens in zip(chain, greedy_tokens):
         counts.prompt_tokens += len(prompt)
         counts.prefilled += len(prompt) - reuse
         reuse = len(prompt) + len(draft)  # the next item's prompt starts with this one's prompt + draft
@@ -213,4 +209,50 @@ def _chain_pass(model, open_cache, fed: _Fed, chain: list[tuple[list[int], list[
         cache.crop(len(prompt) + a - len(ids))
         out.append((seq, Job(index=-1, cache=cache, history=prompt + seq, start=len(prompt), offset=fed.offset)))
     fed.ids = ids  # the whole last gold turn: the next item's prompt starts with (most of) it
+    return out
+
+
+def _draft_greedy(model, x, cache, starts: list[int], drafts: list[list[int]]) -> list[list[int]]:
+    """Feed x on the cache; for each item, the greedy tokens at rows starts[i], starts[i] + 1, ... through the
+    round that holds its first departure from drafts[i] (or through one past its end).
+
+    The output layer is the costly part of a row (262k vocabulary rows for Gemma 3 against about 100M weights in
+    all the layers below), and about half the drafted tokens lie past the item's first departure, where the
+    greedy tokens are not needed. So the hidden states come first, then the output layer runs in rounds over
+    each item's next rows (8, then 16, 32, ...), dropping the items that departed. A model without a separate
+    decoder and output layer gets all rows in one pass.
+    """
+    import torch
+
+    lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    head = lm.get_output_embeddings() if hasattr(lm, "get_decoder") else None
+    if head is None:
+        rows = [r for s, d in zip(starts, drafts) for r in range(s, s + len(d) + 1)]
+        rows += rows[-1:] * (fast_rows(len(rows)) - len(rows))
+        tokens = greedy(model(input_ids=x, cache=cache, use_cache=True,
+                              logits_to_keep=torch.tensor(rows, device=x.device)).logits[0])
+        out, at = [], 0
+        for d in drafts:
+            out.append(tokens[at:at + len(d) + 1])
+            at += len(d) + 1
+        return out
+    hidden = lm.get_decoder()(input_ids=x, cache=cache, use_cache=True).last_hidden_state[0]
+    cap = getattr(lm.config, "final_logit_softcapping", None)
+    out: list[list[int]] = [[] for _ in drafts]
+    active, size = list(range(len(drafts))), 8
+    while active:
+        spans = [(i, len(out[i]), min(len(out[i]) + size, len(drafts[i]) + 1)) for i in active]
+        rows = [starts[i] + r for i, lo, hi in spans for r in range(lo, hi)]
+        rows += rows[-1:] * (fast_rows(len(rows)) - len(rows))
+        logits = head(hidden[rows])
+        if cap is not None:  # as the model's own forward does
+            logits = torch.tanh(logits / cap) * cap
+        tokens, at, active = greedy(logits), 0, []
+        for i, lo, hi in spans:
+            got = tokens[at:at + hi - lo]
+            at += hi - lo
+            out[i] += got
+            if hi <= len(drafts[i]) and got == drafts[i][lo:hi]:
+                active.append(i)
+        size *= 2
     return out
