@@ -151,6 +151,8 @@ def test_offers_name_the_first_records_and_their_commonest_form_is_the_real_one(
         named[len(hotels)] += 1
         openings["name" if text.startswith("北京测试") else text[:4]] += 1
     assert 0.66 < named[1] / 2000 < 0.78 and named[3] < named[2] < named[1]
-    # greedy decoding follows the likeliest first words: the real data's commonest opening must lead
-    assert openings.most_common(1)[0][0] == "推荐您去" and openings["推荐您去"] > 1.3 * openings["name"]
+    # greedy decoding follows the likeliest first words: the real data's commonest opening must lead by a wide
+    # margin (a model learns the shares only roughly, and a name in the records pulls toward opening with it)
+    assert openings.most_common(1)[0][0] == "推荐您去" and openings["推荐您去"] > 3 * openings["name"], openings
+    assert openings["推荐您去"] > 0.5 * 2000, openings
     assert offer_text(rng, records[:1])[1] == records[:1]

@@ -95,6 +95,8 @@ def test_kinds_and_closing_share(dialogs):
     assert 0.22 <= len(closings) / N <= 0.45, len(closings) / N
     # the commonest closing reply is the plain one real wizards say most (docs/hotel_data.md, "Replies")
     assert Counter(closings).most_common(1)[0][0] == "不客气。"
+    # ... and nothing else opens the same way: greedy decoding must not part from it after "不客气"
+    assert {reply for reply in closings if reply.startswith("不客气")} == {"不客气。"}
 
 
 def test_arguments_only_use_canonical_facilities(db_path, dialogs):

@@ -143,14 +143,16 @@ def second_request_text(rng: random.Random, parts: dict) -> str:
 # --- terse replies, from the records --------------------------------------------------------
 # Shares measured on the real dev set's replies after a search that name a hotel: the first record alone in 74%,
 # the first two in 21%, three or more in 5% (docs/hotel_data.md, "Replies"); "推荐您去…" the commonest opening, then
-# "为您推荐…". Greedy decoding says the most likely form token by token, so the forms' first words are weighted
-# to make that the real data's commonest form: with two-hotel forms opening on the hotel's name most of the time
-# (as before), a model named two hotels in 209 of 794 real replies, against 41 in the gold.
-ONE_HOTEL = ((5, "推荐您去{a}住宿。"), (4, "推荐您去{a}。"), (3, "为您推荐{a}。"), (2, "给您推荐{a}。"), (1, "建议您去{a}。"),
+# "为您推荐…". Greedy decoding says the likeliest form token by token, and a model trained for a few hundred steps
+# learns these shares only roughly, so the real data's commonest form must lead by a wide margin at each token
+# where the forms part: the first words ("推荐您去" in about 60% of offers, a hotel's name first in about 15%) and the
+# words after the name ("住宿。"). With the name first in 25% of offers and "推荐您去" in 42%, a model trained 883 steps
+# opened 80 of 147 real replies after records with a hotel's name (gold: 33) and 35 of 63 synthetic ones (gold: 13).
+ONE_HOTEL = ((12, "推荐您去{a}住宿。"), (2, "推荐您去{a}。"), (3, "为您推荐{a}。"), (2, "给您推荐{a}。"), (1, "建议您去{a}。"),
              (1, "{a}是一个不错的选择。"), (1, "没问题，{a}就符合您的要求。"), (1, "{a}挺不错的，推荐您去。"))
-TWO_HOTELS = ((3, "{a}和{b}都符合您的要求。"), (2, "推荐您去{a}和{b}。"), (1, "{a}、{b}都是不错的选择。"),
+TWO_HOTELS = ((6, "推荐您去{a}和{b}。"), (1, "{a}和{b}都符合您的要求。"), (1, "{a}、{b}都是不错的选择。"),
               (1, "为您推荐{a}和{b}。"), (1, "{a}和{b}都挺好的，您看看哪家合适？"))
-THREE_HOTELS = ((1, "{a}、{b}和{c}都符合您的要求。"), (1, "为您推荐{a}、{b}和{c}。"))
+THREE_HOTELS = ((2, "推荐您去{a}、{b}和{c}。"), (1, "{a}、{b}和{c}都符合您的要求。"), (1, "为您推荐{a}、{b}和{c}。"))
 
 
 def offer_text(rng: random.Random, records: list[dict]) -> tuple[str, list[dict]]:
