@@ -64,7 +64,9 @@ def main() -> None:
             # adalora lays its rank schedule over max_steps, so it gets the steps lora made in the same minutes
             method_budget = [f"--train.max_steps={json.loads(lora_run.read_text())['steps']}",
                              "--train.time_budget_minutes=0"]
-        proc = tunelab("train", "recipes/hotel_lora.yaml", f"--method.name={name}", f"--train.output_dir={out}",
+        # every method adapts every layer (the recipe's lora_layers is LoRA's own lever; other methods refuse it)
+        proc = tunelab("train", "recipes/hotel_lora.yaml", f"--method.name={name}", "--method.lora_layers=0",
+                       f"--train.output_dir={out}",
                        "--train.overwrite=true",  # a rerun replaces the method's run (recipes no longer say so)
                        *method_budget, "--train.save_steps=0", f"--train.learning_rate={LR.get(name, 1e-3)}",
                        f"--data.max_length={args.max_length}", "--data.dev_max_samples=16",

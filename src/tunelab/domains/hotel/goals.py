@@ -147,7 +147,7 @@ def second_request_text(rng: random.Random, parts: dict) -> str:
 # learns these shares only roughly, so the real data's commonest form must lead by a wide margin at each token
 # where the forms part: the first words ("推荐您去" in about 60% of offers, a hotel's name first in about 15%) and the
 # words after the name ("住宿。"). With the name first in 25% of offers and "推荐您去" in 42%, a model trained 883 steps
-# opened 80 of 147 real replies after records with a hotel's name (gold: 33) and 35 of 63 synthetic ones (gold: 13).
+# opened 80 of 147 real replies after records with a hotel's name (gold: 33; benchmarks/reply_forms.py).
 ONE_HOTEL = ((12, "推荐您去{a}住宿。"), (2, "推荐您去{a}。"), (3, "为您推荐{a}。"), (2, "给您推荐{a}。"), (1, "建议您去{a}。"),
              (1, "{a}是一个不错的选择。"), (1, "没问题，{a}就符合您的要求。"), (1, "{a}挺不错的，推荐您去。"))
 TWO_HOTELS = ((6, "推荐您去{a}和{b}。"), (1, "{a}和{b}都符合您的要求。"), (1, "{a}、{b}都是不错的选择。"),
