@@ -64,6 +64,17 @@ def follow_up(before: dict, after: dict) -> str:
 OPENINGS = ("推荐您去", "为您推荐", "给您推荐", "建议您去")
 
 
+def opening(text: str, names: list[str]) -> str:
+    """How a reply right after records opens: one of OPENINGS, "with a hotel's name" (of `names`), or "other"."""
+    return next((o for o in OPENINGS if text.startswith(o)), None) or (
+        "with a hotel's name" if any(n and text.startswith(n) for n in names) else "other")
+
+
+def answers_thanks(before, text: str) -> bool:
+    """Whether reply `text` answers a thanks: a short reply after a user turn with "谢"."""
+    return before.role == "user" and "谢" in (before.content or "") and len(text) < 20
+
+
 def reply_stats(turns: list, replies: Counter) -> None:
     """Add one dialog's reply shapes (see the module docstring) to `replies`."""
     for i, t in enumerate(turns):
@@ -74,10 +85,8 @@ def reply_stats(turns: list, replies: Counter) -> None:
             names = [r.get("name", "") for r in before.records]
             named = sum(bool(n) and n in text for n in names)
             replies[f"named {min(named, 3)}{'+' if named >= 3 else ''}"] += 1
-            opening = next((o for o in OPENINGS if text.startswith(o)), None)
-            replies[f"opens {opening}" if opening else
-                    "opens with a hotel's name" if any(n and text.startswith(n) for n in names) else "opens other"] += 1
-        elif before.role == "user" and "谢" in (before.content or "") and len(text) < 20:
+            replies[f"opens {opening(text, names)}"] += 1
+        elif answers_thanks(before, text):
             replies["thanks: 不客气。" if text == "不客气。" else "thanks: other"] += 1
         for form in ("地址是", "地址在"):
             replies[f"address {form}"] += text.startswith(form)

@@ -18,7 +18,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from hotel_data_stats import OPENINGS
+from hotel_data_stats import OPENINGS, answers_thanks, opening
 
 from tunelab.data.readers import read_conversations
 
@@ -35,11 +35,6 @@ def _turns(source: str, cache: dict) -> tuple[list, int]:
     return cache[path][line], int(turn) - 1
 
 
-def _opening(text: str, names: list[str]) -> str:
-    return next((o for o in OPENINGS if text.startswith(o)), None) or (
-        "a hotel's name" if any(n and text.startswith(n) for n in names) else "other")
-
-
 def file_forms(path: str | Path) -> dict:
     """Counters of one predictions file: openings after records (pred, gold), thanks answers (pred, gold)."""
     cache: dict = {}
@@ -54,9 +49,9 @@ def file_forms(path: str | Path) -> dict:
         before = turns[i - 1]
         if before.role == "tool_result" and before.records:
             names = [r.get("name", "") for r in before.records]
-            opens_p[_opening(pred, names)] += 1
-            opens_g[_opening(gold, names)] += 1
-        elif before.role == "user" and "谢" in (before.content or "") and len(gold) < 20:
+            opens_p[opening(pred, names)] += 1
+            opens_g[opening(gold, names)] += 1
+        elif answers_thanks(before, gold):
             thanks_p[pred] += 1
             thanks_g[gold] += 1
     return {"opens_p": opens_p, "opens_g": opens_g, "thanks_p": thanks_p, "thanks_g": thanks_g}
@@ -68,7 +63,7 @@ def table(paths: list[str], stats: list[dict]) -> str:
     rows = []
     n = [sum(s["opens_p"].values()) for s in stats]
     rows.append(("right after records", [str(x) for x in n]))
-    for o in (*OPENINGS, "a hotel's name", "other"):
+    for o in (*OPENINGS, "with a hotel's name", "other"):
         rows.append((f"open {o}: predicted / gold", [f"{s['opens_p'][o]} / {s['opens_g'][o]}" for s in stats]))
     rows.append(("answers to a thanks", [str(sum(s["thanks_p"].values())) for s in stats]))
     rows.append(("of those \"不客气。\": predicted / gold",
