@@ -21,6 +21,7 @@ from pathlib import Path
 from hotel_data_stats import OPENINGS, answers_thanks, opening
 
 from tunelab.data.readers import read_conversations
+from tunelab.utils.errors import DataError
 
 REPLY = "assistant: "
 
@@ -32,6 +33,9 @@ def _turns(source: str, cache: dict) -> tuple[list, int]:
     if path not in cache:
         convs, _ = read_conversations(path)
         cache[path] = {c.source.rsplit(":", 1)[1]: c.turns for c in convs}
+    if line not in cache[path]:
+        sys.exit(f"{path}: no dialog at line {line}, where {source} was evaluated from; rebuild that file as it was "
+                 "evaluated (a later `hotel_real.py --limit-dialogs N` keeps only the first N dialogs)")
     return cache[path][line], int(turn) - 1
 
 
@@ -78,7 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("predictions", nargs="+")
     ap.add_argument("--md", help="also write the table to this markdown file")
     args = ap.parse_args(argv)
-    out = table(args.predictions, [file_forms(p) for p in args.predictions])
+    try:
+        out = table(args.predictions, [file_forms(p) for p in args.predictions])
+    except DataError as e:
+        sys.exit(str(e))
     print(out)
     if args.md:
         Path(args.md).write_text(f"`python benchmarks/reply_forms.py {' '.join(args.predictions)}`\n\n{out}",
