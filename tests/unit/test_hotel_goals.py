@@ -97,7 +97,7 @@ def test_later_searches_second_goal_name_correction_added_constraint(db):
                 seen_correction += 1  # one kind replaced, the rest kept
                 kept = {k for k in before if k in args and before[k] == args[k]}
                 assert len(set(before) | set(args)) - len(kept) <= 2, (before, args)
-            elif said.startswith(("哪一家有", "还要", "要是能", "最好还有", "我希望", "最好")):
+            elif said.startswith(("哪一家", "哪家", "还要", "要是", "最好", "我希望", "这两家", "这几家", "这家酒店的", "有没有")):
                 seen_added += 1  # the goal's constraints carried, one added
                 assert all(args.get(k) == v for k, v in before.items() if k != "facilities"), (before, args)
                 assert set(before.get("facilities", [])) <= set(args.get("facilities", [])), (before, args)
@@ -130,6 +130,29 @@ def test_goal_sizes_follow_the_real_dev_set(db):
             singles[next(iter(parts))] += 1
     assert sizes[4] == 0 and sizes[2] > 0.5 * 600 and sizes[1] > 0.05 * 600, sizes
     assert set(singles) == {"type", "facilities", "price", "rating"}, singles
+
+
+def test_ratings_are_said_the_real_commonest_ways_and_where_real_guests_put_them(db):
+    """The real dev set's three commonest rating forms lead ("评分是4.5分以上", "评分4.5分以上", "评分在4.5分以上";
+    173 of 203 real rating turns use one of them or "评分是5分"), a rating may run into the next part with no
+    separator, and a type-and-rating request may say the rating after 酒店 ("…经济型的酒店，评分是4.5分以上的。")."""
+    _conn, hotels = db
+    rng = random.Random(11)
+    floors, run_on, after_hotel, n = Counter(), 0, 0, 0
+    for _ in range(1500):
+        args, parts = make_goal(rng, hotels)
+        if "rating" not in parts:
+            continue
+        said = parts["rating"]
+        floors[said.split("4")[0].split("5")[0]] += "rating_range_upper" not in args
+        text = request_text(rng, parts)
+        n += 1
+        end = text.index(said) + len(said)
+        run_on += text[end] not in "的，、。"
+        after_hotel += set(parts) == {"type", "rating"} and text.index(said) > text.index("酒店")
+    lead = floors["评分是"] + floors["评分"] + floors["评分在"]
+    assert lead > 0.7 * sum(floors.values()), floors
+    assert 0.05 * n < run_on < 0.3 * n and after_hotel > 0.03 * n, (run_on, after_hotel, n)
 
 
 def test_facility_answers_are_true():

@@ -128,11 +128,13 @@ def rating_phrase(rng: random.Random, lower: float | None, upper: float | None, 
     if lower is not None and upper is not None:
         return f"评分在{fmt_rating(lower)}到{fmt_rating(upper)}之间"
     r, c = fmt_rating(lower), cn_rating(lower)
-    options = [f"评分{r}以上", f"{r}分以上", f"评分不低于{r}", f"评分{c}分以上"]
+    # the real commonest forms lead ("评分是N分以上", "评分N分以上", "评分在N分以上": goals.RATING_FLOORS)
+    options = [f"评分是{r}分以上", f"评分是{r}分以上", f"评分{r}分以上", f"评分在{r}分以上", f"评分{r}以上", f"{r}分以上",
+               f"评分不低于{r}", f"评分{c}分以上"]
     if lower == 4.5:
         options.append("评分四星半以上")
     if lower == 5.0:
-        options = ["评分满分5分", "评分是5分"]
+        options = ["评分满分5分", "评分是5分", "评分是5分"]
     if clause and lower >= 5:
         return "评分要5分满分的"
     if clause:
