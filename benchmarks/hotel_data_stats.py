@@ -13,13 +13,17 @@ OpenAI `messages` with tool calls). Prints one column per file (markdown) with, 
   "carries none"); and how many follow the call before finding nothing;
 - the share of calls that find nothing, and of target turns that are calls (vs replies);
 - replies: right after records, how many of those hotels they name and how they open; answers to a thanks
-  ("不客气。" exactly or otherwise); address answers opening "地址是" or "地址在".
+  ("不客气。" exactly or otherwise); address answers opening "地址是" or "地址在";
+- ratings as guests say them, in the turns before calls with a rating that say "评分": the form (digits
+  written N), whether the rating runs into the next part with no separator, and whether it comes after the
+  turn's last "酒店".
 Counts only; nothing is timed.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -92,16 +96,39 @@ def reply_stats(turns: list, replies: Counter) -> None:
             replies[f"address {form}"] += text.startswith(form)
 
 
+RATING = re.compile(r"评分[^\d四五，。、]{0,4}(?:\d(?:\.\d)?|[四五](?:点五)?)分?(?:以上)?")
+RATING_FORMS = ("评分是N分以上", "评分N分以上", "评分在N分以上", "评分是N分")
+
+
+def rating_stats(turns: list, ratings: Counter) -> None:
+    """Add how one dialog's guests say a rating (see the module docstring) to `ratings`."""
+    for i, t in enumerate(turns[1:], 1):
+        before = turns[i - 1]
+        if t.role != "tool_call" or "rating_range_lower" not in (t.arguments or {}) or before.role != "user":
+            continue
+        text = before.content or ""
+        m = RATING.search(text)
+        if not m:
+            continue
+        form = re.sub(r"\d(\.\d)?|[四五](点五)?", "N", m.group(0))
+        ratings["said"] += 1
+        ratings[f"form {form if form in RATING_FORMS else 'other'}"] += 1
+        ratings["runs on"] += m.end() < len(text) and text[m.end()] not in "的，、。！？ ,"
+        ratings["after 酒店"] += "酒店" in text[:m.start()] and "酒店" not in text[m.end():]
+
+
 def file_stats(path: str | Path) -> dict:
     """Counts of one dialog file (see the module docstring): {"label": Counter} per table."""
     convs, _ = read_conversations(path)
     slots, kind_n, names, follow, kinds_seen, reply = Counter(), Counter(), Counter(), Counter(), Counter(), Counter()
+    ratings = Counter()
     after_empty = 0
     calls = replies = empty = 0
     for conv in convs:
         last, last_empty = None, False
         turns = conv.turns
         reply_stats(turns, reply)
+        rating_stats(turns, ratings)
         for i, t in enumerate(turns):
             if t.role == "assistant":
                 replies += 1
@@ -122,7 +149,7 @@ def file_stats(path: str | Path) -> dict:
             empty += last_empty
     return {"dialogs": len(convs), "calls": calls, "replies": replies, "empty": empty, "slots": slots,
             "kinds": kind_n, "names": names, "follow": follow, "combos": kinds_seen,
-            "after_empty": after_empty, "reply": reply}
+            "after_empty": after_empty, "reply": reply, "ratings": ratings}
 
 
 def _pct(n: int, total: int) -> str:
@@ -169,6 +196,11 @@ def table(stats: dict[str, dict]) -> str:
     address = [s["reply"]["address 地址是"] + s["reply"]["address 地址在"] for s in stats.values()]
     rows.append(("% address answers opening 地址是 (against 地址在)",
                  [_pct(s["reply"]["address 地址是"], n) for s, n in zip(stats.values(), address)]))
+    said = [s["ratings"]["said"] for s in stats.values()]
+    rows.append(("calls with a rating whose turn says 评分", [str(n) for n in said]))
+    for label in (*(f"form {f}" for f in RATING_FORMS), "form other", "runs on", "after 酒店"):
+        rows.append((f"% of those: rating {label}",
+                     [_pct(s["ratings"][label], n) for s, n in zip(stats.values(), said)]))
     return head + "".join(f"| {label} | " + " | ".join(cells) + " |\n" for label, cells in rows)
 
 
