@@ -150,6 +150,8 @@ def test_ratings_are_said_the_real_commonest_ways_and_where_real_guests_put_them
         end = text.index(said) + len(said)
         run_on += text[end] not in "的，、。"
         after_hotel += set(parts) == {"type", "rating"} and text.index(said) > text.index("酒店")
+    for _ in range(100):  # a "最好" rating is never put into a "最好" tail
+        assert request_text(rng, {"type": "豪华型", "rating": "评分最好在4.5分以上"}).count("最好") == 1
     lead = floors["评分是"] + floors["评分"] + floors["评分在"]
     assert lead > 0.7 * sum(floors.values()), floors
     assert 0.05 * n < run_on < 0.3 * n and after_hotel > 0.03 * n, (run_on, after_hotel, n)

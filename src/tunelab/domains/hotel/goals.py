@@ -140,7 +140,8 @@ def request_text(rng: random.Random, parts: dict) -> str:
     opener = rng.choice(OPENERS)
     if attrs and (len(attrs) >= 2 or type_word) and rng.random() < 0.3:  # the last part as an afterthought
         head = _attributes(rng, attrs[:-1], rating, type_word)
-        return opener + rng.choice(TAILS).format(x=head, y=attrs[-1])
+        tails = [t for t in TAILS if "最好" not in t] if "最好" in attrs[-1] else TAILS  # never "最好…最好"
+        return opener + rng.choice(tails).format(x=head, y=attrs[-1])
     return opener + rng.choice(ASKS_ATTR).format(x=_attributes(rng, attrs, rating, type_word))
 
 
