@@ -51,8 +51,9 @@ def _price_goal(rng: random.Random, price: int | None) -> tuple[dict, str] | Non
     return args, text
 
 
-# How real guests say a rating (CrossWOZ val, 203 hotel turns that inform one): "评分是N分以上" 63, "评分N分以上" 55,
-# "评分是5分" 32, "评分在N分以上" 31, then a long tail. Like the reply forms, the commonest lead by a wide margin.
+# How real guests say a rating (docs/hotel_data.md, "Ratings": of the real dev set's rating turns, "评分是N分以上"
+# 31%, "评分N分以上" 29%, "评分在N分以上" 15%, "评分是5分" 15%, the rest a long tail). Like the reply forms, the
+# commonest lead by a wide margin.
 RATING_FLOORS = ((6, "评分是{s}分以上"), (5, "评分{s}分以上"), (3, "评分在{s}分以上"), (1, "{s}分以上"), (1, "评分不低于{s}分"),
                  (1, "评分{c}分以上"), (1, "评分最好在{s}分以上"), (1, "评分要在{s}分以上"), (1, "评分在{s}以上"))
 RATING_EXACT = ((6, "评分是5分"), (2, "评分5分"), (1, "评分为5分"), (1, "评分在5分"), (1, "满分5分"))
