@@ -182,3 +182,27 @@ def test_offers_name_the_first_records_and_their_commonest_form_is_the_real_one(
     assert openings.most_common(1)[0][0] == "推荐您去" and openings["推荐您去"] > 3 * openings["name"], openings
     assert openings["推荐您去"] > 0.5 * 2000, openings
     assert offer_text(rng, records[:1])[1] == records[:1]
+
+
+def test_questions_about_the_offered_hotel_vary_and_are_answered_from_its_record(db):
+    """Real guests ask about the hotel just offered in many colloquial forms ("电话多少？", "评分高吗？") and
+    may ask a slot and facilities in one turn ("它家电话多少？有没有健身房啊？"); each is answered from the
+    record (the slot's value and every facility asked), never by a search."""
+    conn, hotels = db
+    catalogue = sorted({f for h in hotels for f in h["facilities"]})
+    slot_answers = ("电话是", "您记一下", "它的电话", "地址", "价格", "每晚", "暂时没有", "评分", "是", "这是", "最近的", "离")
+    mixed = colloquial = 0
+    for seed in range(400):
+        b = DialogBuilder(random.Random(seed), conn, catalogue)
+        goal_dialog(b, hotels)
+        turns = b.turns
+        for i in range(1, len(turns) - 1):
+            said, nxt = turns[i].get("content", ""), turns[i + 1]
+            if turns[i]["role"] != "user" or nxt["role"] != "assistant":
+                continue
+            colloquial += any(q in said for q in ("电话多少", "评分高吗", "价位怎么样", "在哪儿", "是哪种类型"))
+            asked = [f for f in catalogue if f in said and not any(f in g and f != g for g in catalogue if g in said)]
+            if asked and "？" in said.rstrip("？") and nxt["content"].startswith(slot_answers):
+                mixed += 1
+                assert all(f in nxt["content"] or "这两项都没有" in nxt["content"] for f in asked), (said, nxt)
+    assert mixed > 5 and colloquial > 20, (mixed, colloquial)

@@ -182,13 +182,17 @@ def offer_text(rng: random.Random, records: list[dict]) -> tuple[str, list[dict]
     return weighted(rng, forms).format(**names), records[:k]
 
 
+# the commonest forms first and twice; then the colloquial ones real guests also use ("电话多少？", "评分高吗？",
+# "价位怎么样？"): a model that saw only the first few searched on the others (a slot question is never a search)
 SLOT_QUESTIONS = {
-    "phone": ("电话是多少？", "的电话是多少？", "电话告诉我一下。", "联系电话是多少啊？"),
-    "address": ("地址在哪？", "的地址是在哪啊？", "地址发给我一下。", "在什么位置？"),
-    "price": ("价格是多少呢？", "的价格贵吗？", "多少钱一晚？", "价格多少？"),
-    "rating": ("评分是多少？", "的评分是多少啊？", "评分怎么样？"),
-    "type": ("是什么类型的酒店？", "是什么类型啊？", "属于什么档次？"),
-    "subway": ("附近有地铁站吗？", "离哪个地铁站近？"),
+    "phone": ("电话是多少？", "的电话是多少？", "电话告诉我一下。", "联系电话是多少啊？", "电话多少？", "的电话号码是多少呢？",
+              "有电话吗？"),
+    "address": ("地址在哪？", "的地址是在哪啊？", "地址发给我一下。", "在什么位置？", "在哪儿？", "的具体位置在哪里？",
+                "的地址你知道吗？"),
+    "price": ("价格是多少呢？", "的价格贵吗？", "多少钱一晚？", "价格多少？", "一晚多少钱啊？", "的价格高不高？", "价位怎么样？"),
+    "rating": ("评分是多少？", "的评分是多少啊？", "评分怎么样？", "评分高吗？", "的评分怎么样啊？", "评分是几分？", "的口碑怎么样？"),
+    "type": ("是什么类型的酒店？", "是什么类型啊？", "属于什么档次？", "是哪种类型的？", "是什么档次的啊？"),
+    "subway": ("附近有地铁站吗？", "离哪个地铁站近？", "附近有地铁吗？"),
 }
 
 
@@ -198,8 +202,11 @@ SLOT_NOUNS = {"phone": ("电话", "联系电话", "联系方式"), "address": ("
               "price": ("价格", "最低价格", "房价"), "rating": ("评分", "口碑评分"),
               "type": ("类型", "酒店类型", "档次"), "subway": ("附近的地铁站",)}
 SLOT_FRAMES = ("帮我查一下{s}的{a}好吗？", "能告诉我一下{s}的{a}吗？", "麻烦你看看{s}的{a}。", "你知道{s}的{a}吗？",
-               "顺便把{s}的{a}告诉我一下。", "{s}的{a}呢？", "能帮我看一下{s}的{a}不？")
-ACKS = ("", "", "好的，", "行，", "记下了，", "谢谢，", "太好了，", "太好啦，", "那好吧，", "可以，", "也可以，", "是吗，")
+               "顺便把{s}的{a}告诉我一下。", "{s}的{a}呢？", "能帮我看一下{s}的{a}不？", "{s}的{a}你知道吗？",
+               "把{s}的{a}发给我吧。", "你有{s}的{a}吗？", "{s}的{a}给我说一下呗。")
+ACKS = ("", "", "好的，", "行，", "记下了，", "谢谢，", "太好了，", "太好啦，", "那好吧，", "可以，", "也可以，", "是吗，",
+        "哦，", "嗯，", "收到，", "好，", "不错，那", "听着还行，那")
+SUBJECTS = ("这家酒店", "这家酒店", "酒店", "它", "它家", "这个酒店", "该酒店")
 
 
 def slot_answer(rng: random.Random, h: dict, slot: str) -> str:
@@ -224,7 +231,8 @@ def slot_answer(rng: random.Random, h: dict, slot: str) -> str:
 
 def facility_question(rng: random.Random, fs: list[str]) -> str:
     joined = "和".join(fs)
-    return rng.choice((f"有{joined}吗？", f"提供{joined}吗？", f"这家酒店有没有{joined}？", f"该酒店是否有{joined}？"))
+    return rng.choice((f"有{joined}吗？", f"提供{joined}吗？", f"这家酒店有没有{joined}？", f"该酒店是否有{joined}？",
+                       f"酒店提不提供{joined}？", f"有没有{joined}啊？"))
 
 
 def facility_answer(rng: random.Random, h: dict, fs: list[str]) -> str:
@@ -248,16 +256,22 @@ def ask_about(b: DialogBuilder, h: dict, named: list[dict], first: bool) -> None
         subject = rng.choice(("它家", "这家酒店", ""))
     else:
         ref = rng.choice(ACKS)
-        subject = rng.choice(("这家酒店", "这家酒店", "酒店", "它", h["name"]))
-    if rng.random() < 0.25:
-        pool = [f for f in (h["facilities"] if rng.random() < 0.5 else b.catalogue)
-                if f not in b.args.get("facilities", [])]
-        fs = rng.sample(pool, min(len(pool), rng.choice((1, 1, 2))))
-        if fs:
-            b.user(ref + facility_question(rng, fs))
-            b.assistant(facility_answer(rng, h, fs) + "。")
-            return
+        subject = rng.choice(SUBJECTS + (h["name"], h["name"]))
+    pool = [f for f in (h["facilities"] if rng.random() < 0.5 else b.catalogue) if f not in b.args.get("facilities", [])]
+    fs = rng.sample(pool, min(len(pool), rng.choice((1, 1, 2))))
+    if fs and rng.random() < 0.25:
+        b.user(ref + facility_question(rng, fs))
+        b.assistant(facility_answer(rng, h, fs) + "。")
+        return
     slots = [s for s in SLOT_QUESTIONS if (h["name"], s) not in b.asked and not (s == "type" and "type" in b.args)]
+    if fs and slots and rng.random() < 0.1:  # a slot and facilities in one turn ("电话多少？有健身房吗？")
+        s = rng.choice(slots)
+        q = rng.choice(SLOT_QUESTIONS[s])
+        b.user(ref + (subject + q if subject else q.removeprefix("的")) + facility_question(rng, fs))
+        said = facility_answer(rng, h, fs).removeprefix("有的，").removeprefix("是的，")
+        b.assistant(slot_answer(rng, h, s) + "，" + said + "。")
+        b.asked.add((h["name"], s))
+        return
     chosen = rng.sample(slots, min(len(slots), rng.choice((1, 1, 1, 2)))) or ["phone"]
     if rng.random() < 0.4:  # one request for the slots ("帮我查一下它家的类型和评分好吗？")
         nouns = "和".join(rng.choice(SLOT_NOUNS[s]) for s in chosen)
