@@ -16,7 +16,10 @@ OpenAI `messages` with tool calls). Prints one column per file (markdown) with, 
   ("不客气。" exactly or otherwise); address answers opening "地址是" or "地址在";
 - ratings as guests say them, in the turns before calls with a rating that say "评分": the form (digits
   written N), whether the rating runs into the next part with no separator, and whether it comes after the
-  turn's last "酒店".
+  turn's last "酒店";
+- later user turns (every user turn after a dialog's first): how many a search answers (a model learns from
+  this share how readily a later question searches), and how many a search answers with a rating the turn
+  does not say (one carried from an earlier search).
 Counts only; nothing is timed.
 """
 
@@ -117,11 +120,24 @@ def rating_stats(turns: list, ratings: Counter) -> None:
         ratings["after 酒店"] += "酒店" in text[:m.start()] and "酒店" not in text[m.end():]
 
 
+def later_stats(turns: list, later: Counter) -> None:
+    """Add one dialog's later user turns (see the module docstring) to `later`."""
+    users = [i for i, t in enumerate(turns) if t.role == "user"]
+    for i in users[1:]:
+        later["turns"] += 1
+        call = turns[i + 1] if i + 1 < len(turns) and turns[i + 1].role == "tool_call" else None
+        if call is None:
+            continue
+        later["searched"] += 1
+        text = turns[i].content or ""
+        later["rating unsaid"] += "rating_range_lower" in (call.arguments or {}) and "分" not in text
+
+
 def file_stats(path: str | Path) -> dict:
     """Counts of one dialog file (see the module docstring): {"label": Counter} per table."""
     convs, _ = read_conversations(path)
     slots, kind_n, names, follow, kinds_seen, reply = Counter(), Counter(), Counter(), Counter(), Counter(), Counter()
-    ratings = Counter()
+    ratings, later = Counter(), Counter()
     after_empty = 0
     calls = replies = empty = 0
     for conv in convs:
@@ -129,6 +145,7 @@ def file_stats(path: str | Path) -> dict:
         turns = conv.turns
         reply_stats(turns, reply)
         rating_stats(turns, ratings)
+        later_stats(turns, later)
         for i, t in enumerate(turns):
             if t.role == "assistant":
                 replies += 1
@@ -149,7 +166,7 @@ def file_stats(path: str | Path) -> dict:
             empty += last_empty
     return {"dialogs": len(convs), "calls": calls, "replies": replies, "empty": empty, "slots": slots,
             "kinds": kind_n, "names": names, "follow": follow, "combos": kinds_seen,
-            "after_empty": after_empty, "reply": reply, "ratings": ratings}
+            "after_empty": after_empty, "reply": reply, "ratings": ratings, "later": later}
 
 
 def _pct(n: int, total: int) -> str:
@@ -201,6 +218,12 @@ def table(stats: dict[str, dict]) -> str:
     for label in (*(f"form {f}" for f in RATING_FORMS), "form other", "runs on", "after 酒店"):
         rows.append((f"% of those: rating {label}",
                      [_pct(s["ratings"][label], n) for s, n in zip(stats.values(), said)]))
+    turns = [s["later"]["turns"] for s in stats.values()]
+    rows.append(("later user turns", [str(n) for n in turns]))
+    for label in ("searched", "rating unsaid"):
+        name = "answered by a search" if label == "searched" else "a search with a rating the turn does not say"
+        rows.append((f"% of those: {name}",
+                     [_pct(s["later"][label], n) for s, n in zip(stats.values(), turns)]))
     return head + "".join(f"| {label} | " + " | ".join(cells) + " |\n" for label, cells in rows)
 
 

@@ -206,3 +206,29 @@ def test_questions_about_the_offered_hotel_vary_and_are_answered_from_its_record
                 mixed += 1
                 assert all(f in nxt["content"] or "这两项都没有" in nxt["content"] for f in asked), (said, nxt)
     assert mixed > 5 and colloquial > 20, (mixed, colloquial)
+
+
+def test_some_dialogs_open_by_asking_about_a_hotel_by_name_and_every_part_is_answered(db):
+    """Real guests open 6% of hotel dialogs asking about a hotel by its name ("我要去名叫…的酒店住宿，…的地址"),
+    often two things at once; the search is by that name and the answer says each part from the record."""
+    conn, hotels = db
+    catalogue = sorted({f for h in hotels for f in h["facilities"]})
+    opened = with_facility = two_slots = 0
+    for seed in range(600):
+        b = DialogBuilder(random.Random(seed), conn, catalogue)
+        goal_dialog(b, hotels)
+        turns = b.turns
+        if turns[1]["role"] != "search" or "name" not in turns[1]["arguments"]:
+            continue
+        opened += 1
+        said, answer = turns[0]["content"], turns[3]["content"]
+        h = next(r for r in turns[2]["records"] if r["name"] == turns[1]["arguments"]["name"])
+        assert h["name"] in said
+        values = [h["phone"], h["address"], f"{h['price']}元" if h["price"] else "没有它的价格",
+                  f"{fmt_rating(h['rating'])}分", h["type"]]
+        assert any(v in answer for v in values), (said, answer)
+        two_slots += sum(v in answer for v in values) == 2
+        asked = [f for f in catalogue if f in said and not any(f in g and f != g for g in catalogue if g in said)]
+        with_facility += bool(asked)
+        assert all(f in answer or "这两项" in answer for f in asked), (said, answer)
+    assert 0.02 * 600 < opened < 0.1 * 600 and two_slots and with_facility, (opened, two_slots, with_facility)
