@@ -8,11 +8,12 @@ the goal's), correct one (a new search), or start a second goal for a friend, wh
 own constraints. A few dialogs open, and some second goals come, as questions about a hotel by its name
 ("我要去名叫…的酒店住宿，它家的电话和地址你知道吗？"): a search by that name, every part answered from its record.
 Questions about a hotel just offered are answered from the records, never searched, in the many colloquial
-forms real guests use ("电话多少？", "评分高吗？"), sometimes a slot and a facility at once. The shares follow the real dev set (docs/hotel_data.md: benchmarks/hotel_data_stats.py on
-CrossWOZ val): 2 constraint kinds in most first requests, never 4; follow-up searches mostly carry all the
-earlier constraints; corrections and second goals are rare. Conventions follow the annotated real dialogs:
-a band "300-400元" is price_range_lower 300 and price_range_upper 400; "N元以上" is a lower bound only;
-"4.5分以上" is rating_range_lower 4.5; "5分" is rating_range_lower = rating_range_upper = 5.0.
+forms real guests use ("电话多少？", "评分高吗？"), sometimes a slot and a facility at once. The shares follow
+the real dev set (docs/hotel_data.md: benchmarks/hotel_data_stats.py on CrossWOZ val): 2 constraint kinds in
+most first requests, never 4; follow-up searches mostly carry all the earlier constraints; corrections and
+second goals are rare. Conventions follow the annotated real dialogs: a band "300-400元" is price_range_lower
+300 and price_range_upper 400; "N元以上" is a lower bound only; "4.5分以上" is rating_range_lower 4.5; "5分" is
+rating_range_lower = rating_range_upper = 5.0.
 """
 
 from __future__ import annotations
@@ -188,8 +189,8 @@ def offer_text(rng: random.Random, records: list[dict]) -> tuple[str, list[dict]
     return weighted(rng, forms).format(**names), records[:k]
 
 
-# the commonest forms first and twice; then the colloquial ones real guests also use ("电话多少？", "评分高吗？",
-# "价位怎么样？"): a model that saw only the first few searched on the others (a slot question is never a search)
+# the first four forms of each slot, then colloquial ones real guests also use ("电话多少？", "评分高吗？", "价位怎么样？"):
+# a model that saw only the first four searched on real questions said the other ways (a slot question is a reply)
 SLOT_QUESTIONS = {
     "phone": ("电话是多少？", "的电话是多少？", "电话告诉我一下。", "联系电话是多少啊？", "电话多少？", "的电话号码是多少呢？",
               "有电话吗？"),
