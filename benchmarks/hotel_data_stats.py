@@ -17,6 +17,7 @@ OpenAI `messages` with tool calls). Prints one column per file (markdown) with, 
 - ratings as guests say them, in the turns before calls with a rating that say "评分": the form (digits
   written N), whether the rating runs into the next part with no separator, and whether it comes after the
   turn's last "酒店";
+- dialogs whose first user turn a search by name answers;
 - later user turns (every user turn after a dialog's first): how many a search answers (a model learns from
   this share how readily a later question searches), and how many a search answers with a rating the turn
   does not say (one carried from an earlier search).
@@ -123,6 +124,9 @@ def rating_stats(turns: list, ratings: Counter) -> None:
 def later_stats(turns: list, later: Counter) -> None:
     """Add one dialog's later user turns (see the module docstring) to `later`."""
     users = [i for i, t in enumerate(turns) if t.role == "user"]
+    first = users[0] + 1 if users else len(turns)
+    later["first by name"] += first < len(turns) and turns[first].role == "tool_call" and \
+        "name" in (turns[first].arguments or {})
     for i in users[1:]:
         later["turns"] += 1
         call = turns[i + 1] if i + 1 < len(turns) and turns[i + 1].role == "tool_call" else None
@@ -218,6 +222,8 @@ def table(stats: dict[str, dict]) -> str:
     for label in (*(f"form {f}" for f in RATING_FORMS), "form other", "runs on", "after 酒店"):
         rows.append((f"% of those: rating {label}",
                      [_pct(s["ratings"][label], n) for s, n in zip(stats.values(), said)]))
+    rows.append(("% dialogs whose first turn searches by name",
+                 [_pct(s["later"]["first by name"], s["dialogs"]) for s in stats.values()]))
     turns = [s["later"]["turns"] for s in stats.values()]
     rows.append(("later user turns", [str(n) for n in turns]))
     for label in ("searched", "rating unsaid"):
