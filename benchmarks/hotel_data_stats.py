@@ -102,6 +102,8 @@ def reply_stats(turns: list, replies: Counter) -> None:
 
 RATING = re.compile(r"评分[^\d四五，。、]{0,4}(?:\d(?:\.\d)?|[四五](?:点五)?)分?(?:以上)?")
 RATING_FORMS = ("评分是N分以上", "评分N分以上", "评分在N分以上", "评分是N分")
+# any way a turn says a rating ("评分", "4.5分以上", "五分", "四星半"); a bare "分" is not one ("部分房间提供wifi")
+RATING_SAID = re.compile(r"评分|(?:\d(?:\.\d)?|[三四五](?:点五)?)分|星")
 
 
 def rating_stats(turns: list, ratings: Counter) -> None:
@@ -121,20 +123,24 @@ def rating_stats(turns: list, ratings: Counter) -> None:
         ratings["after 酒店"] += "酒店" in text[:m.start()] and "酒店" not in text[m.end():]
 
 
+def _call_after(turns: list, i: int) -> dict | None:
+    """The arguments of the search right after turn i, or None when none follows."""
+    nxt = turns[i + 1] if i + 1 < len(turns) else None
+    return (nxt.arguments or {}) if nxt is not None and nxt.role == "tool_call" else None
+
+
 def later_stats(turns: list, later: Counter) -> None:
     """Add one dialog's later user turns (see the module docstring) to `later`."""
     users = [i for i, t in enumerate(turns) if t.role == "user"]
-    first = users[0] + 1 if users else len(turns)
-    later["first by name"] += first < len(turns) and turns[first].role == "tool_call" and \
-        "name" in (turns[first].arguments or {})
+    later["first by name"] += "name" in ((_call_after(turns, users[0]) if users else None) or {})
     for i in users[1:]:
         later["turns"] += 1
-        call = turns[i + 1] if i + 1 < len(turns) and turns[i + 1].role == "tool_call" else None
-        if call is None:
+        args = _call_after(turns, i)
+        if args is None:
             continue
         later["searched"] += 1
         text = turns[i].content or ""
-        later["rating unsaid"] += "rating_range_lower" in (call.arguments or {}) and "分" not in text
+        later["rating unsaid"] += "rating_range_lower" in args and not RATING_SAID.search(text)
 
 
 def file_stats(path: str | Path) -> dict:

@@ -184,10 +184,17 @@ def test_offers_name_the_first_records_and_their_commonest_form_is_the_real_one(
     assert offer_text(rng, records[:1])[1] == records[:1]
 
 
+def _facilities_said(text: str, catalogue: list[str]) -> list[str]:
+    """The catalogue's facilities a turn names, without those inside a longer one it names ("wifi" in "所有房间提供wifi")."""
+    said = [f for f in catalogue if f in text]
+    return [f for f in said if not any(f in g and f != g for g in said)]
+
+
 def test_questions_about_the_offered_hotel_vary_and_are_answered_from_its_record(db):
     """Real guests ask about the hotel just offered in many colloquial forms ("电话多少？", "评分高吗？") and
     may ask a slot and facilities in one turn ("它家电话多少？有没有健身房啊？"); each is answered from the
-    record (the slot's value and every facility asked), never by a search."""
+    record (the slot's value and every facility asked); a search follows such a question only when it names a
+    hotel (a goal by name)."""
     conn, hotels = db
     catalogue = sorted({f for h in hotels for f in h["facilities"]})
     slot_answers = ("电话是", "您记一下", "它的电话", "地址", "价格", "每晚", "暂时没有", "评分", "是", "这是", "最近的", "离")
@@ -198,11 +205,14 @@ def test_questions_about_the_offered_hotel_vary_and_are_answered_from_its_record
         turns = b.turns
         for i in range(1, len(turns) - 1):
             said, nxt = turns[i].get("content", ""), turns[i + 1]
-            if turns[i]["role"] != "user" or nxt["role"] != "assistant":
+            if turns[i]["role"] != "user":
                 continue
-            colloquial += any(q in said for q in ("电话多少", "评分高吗", "价位怎么样", "在哪儿", "是哪种类型"))
-            asked = [f for f in catalogue if f in said and not any(f in g and f != g for g in catalogue if g in said)]
-            if asked and "？" in said.rstrip("？") and nxt["content"].startswith(slot_answers):
+            if any(q in said for q in ("电话多少", "评分高吗", "价位怎么样", "在哪儿", "是哪种类型")):
+                colloquial += 1
+                assert nxt["role"] == "assistant" or nxt["arguments"].get("name", "-") in said, (said, nxt)
+            asked = _facilities_said(said, catalogue)
+            if nxt["role"] == "assistant" and asked and "？" in said.rstrip("？") \
+                    and nxt["content"].startswith(slot_answers):
                 mixed += 1
                 assert all(f in nxt["content"] or "这两项都没有" in nxt["content"] for f in asked), (said, nxt)
     assert mixed > 5 and colloquial > 20, (mixed, colloquial)
@@ -228,7 +238,7 @@ def test_some_dialogs_open_by_asking_about_a_hotel_by_name_and_every_part_is_ans
                   f"{fmt_rating(h['rating'])}分", h["type"]]
         assert any(v in answer for v in values), (said, answer)
         two_slots += sum(v in answer for v in values) == 2
-        asked = [f for f in catalogue if f in said and not any(f in g and f != g for g in catalogue if g in said)]
+        asked = _facilities_said(said.replace(h["name"], ""), catalogue)
         with_facility += bool(asked)
         assert all(f in answer or "这两项" in answer for f in asked), (said, answer)
     assert 0.02 * 600 < opened < 0.1 * 600 and two_slots and with_facility, (opened, two_slots, with_facility)

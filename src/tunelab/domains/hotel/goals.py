@@ -242,6 +242,15 @@ def facility_question(rng: random.Random, fs: list[str]) -> str:
                        f"酒店提不提供{joined}？", f"有没有{joined}啊？"))
 
 
+def slot_questions(rng: random.Random, subject: str, slots: list[str]) -> str:
+    """One turn asking each slot, the first about `subject` ("这家酒店的电话是多少？评分怎么样？"; no subject: "电话是多少？")."""
+    text = ""
+    for i, s in enumerate(slots):
+        q = rng.choice(SLOT_QUESTIONS[s])
+        text += subject + q if i == 0 and subject else q.removeprefix("的")
+    return text
+
+
 def facility_answer(rng: random.Random, h: dict, fs: list[str]) -> str:
     has = [f for f in fs if f in h["facilities"]]
     lacks = [f for f in fs if f not in h["facilities"]]
@@ -252,6 +261,11 @@ def facility_answer(rng: random.Random, h: dict, fs: list[str]) -> str:
     if len(lacks) > 1:
         return rng.choice(("抱歉，这两项都没有", f"抱歉，该酒店没有{'和'.join(lacks)}"))
     return rng.choice((f"抱歉，该酒店没有{lacks[0]}", f"酒店不提供{lacks[0]}"))
+
+
+def _facility_clause(rng: random.Random, h: dict, fs: list[str]) -> str:
+    """The facility answer as the second clause of a reply (no leading "有的，")."""
+    return facility_answer(rng, h, fs).removeprefix("有的，").removeprefix("是的，")
 
 
 def ask_about(b: DialogBuilder, h: dict, named: list[dict], first: bool) -> None:
@@ -273,9 +287,8 @@ def ask_about(b: DialogBuilder, h: dict, named: list[dict], first: bool) -> None
     slots = [s for s in SLOT_QUESTIONS if (h["name"], s) not in b.asked and not (s == "type" and "type" in b.args)]
     if fs and slots and rng.random() < 0.1:  # a slot and facilities in one turn ("电话多少？有健身房吗？")
         s = rng.choice(slots)
-        q = rng.choice(SLOT_QUESTIONS[s])
-        b.user(ref + (subject + q if subject else q.removeprefix("的")) + facility_question(rng, fs))
-        said = facility_answer(rng, h, fs).removeprefix("有的，").removeprefix("是的，")
+        b.user(ref + slot_questions(rng, subject, [s]) + facility_question(rng, fs))
+        said = _facility_clause(rng, h, fs)
         b.assistant(slot_answer(rng, h, s) + "，" + said + "。")
         b.asked.add((h["name"], s))
         return
@@ -284,13 +297,7 @@ def ask_about(b: DialogBuilder, h: dict, named: list[dict], first: bool) -> None
         nouns = "和".join(rng.choice(SLOT_NOUNS[s]) for s in chosen)
         b.user(ref + rng.choice(SLOT_FRAMES).format(s=subject or "这家酒店", a=nouns))
     else:
-        questions = []
-        for i, s in enumerate(chosen):
-            q = rng.choice(SLOT_QUESTIONS[s])
-            if i > 0 or not subject:
-                q = q.removeprefix("的")
-            questions.append((subject if i == 0 else "") + q)
-        b.user(ref + "".join(questions))
+        b.user(ref + slot_questions(rng, subject, chosen))
     b.assistant("，".join(slot_answer(rng, h, s) for s in chosen) + "。")
     b.asked.update((h["name"], s) for s in chosen)
 
@@ -361,8 +368,7 @@ def name_goal(b: DialogBuilder, hotels: list[dict], opener: str = "") -> None:
     h = rng.choice(hotels)
     slots = rng.sample(("price", "phone", "address", "rating", "type"), rng.choice((1, 1, 1, 2)))
     if rng.random() < 0.4:  # "{name}的电话是多少？", "{name}评分高吗？"
-        text = h["name"] + "".join(rng.choice(SLOT_QUESTIONS[s]).removeprefix("的" if i else "")
-                                   for i, s in enumerate(slots))
+        text = slot_questions(rng, h["name"], slots)
     else:  # "我要去名叫{name}的酒店住宿，能告诉我一下这家酒店的电话吗？"
         nouns = "和".join(rng.choice(SLOT_NOUNS[s]) for s in slots)
         text = rng.choice(NAME_LEADS).format(n=h["name"]) + rng.choice(SLOT_FRAMES).format(
@@ -374,7 +380,7 @@ def name_goal(b: DialogBuilder, hotels: list[dict], opener: str = "") -> None:
     target = next((r for r in records if r["name"] == h["name"]), records[0])
     said = [slot_answer(rng, target, s) for s in slots]
     if fs:
-        said.append(facility_answer(rng, target, fs).removeprefix("有的，").removeprefix("是的，"))
+        said.append(_facility_clause(rng, target, fs))
     b.assistant("，".join(said) + "。")
     b.offered = target
     b.asked.update((target["name"], s) for s in slots)
