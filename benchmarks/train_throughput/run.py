@@ -169,7 +169,7 @@ def tunelab_config(data: Path, out: Path, settings: dict, model: str = PRESET) -
 
 
 def run_tunelab(name: str, data: Path, settings: dict, model: str = PRESET, root: Path | None = None,
-                cache: str = "") -> dict:
+                cache: str = "", env: dict | None = None) -> dict:
     """`tunelab train` in its own process. cache: "cold" empties the benchmark's own compiled-kernel cache
     first, "warm" reuses it; either way it is OUT/inductor, never the user's."""
     out = (root or OUT) / "tunelab" / name
@@ -181,12 +181,13 @@ def run_tunelab(name: str, data: Path, settings: dict, model: str = PRESET, root
     if cache == "cold" and kernels.exists():
         shutil.rmtree(kernels)
     sh([sys.executable, "-m", "tunelab.cli.main", "train", str(cfg_path)], out.with_suffix(".log"),
-       env={"TORCHINDUCTOR_CACHE_DIR": str(kernels)})
+       env={"TORCHINDUCTOR_CACHE_DIR": str(kernels), **(env or {})})
     run = json.loads((out / "run.json").read_text())
     return {"train_s": run["train_time_s"], "tokens": run["tokens"], "peak_rss_mb": run["peak_rss_mb"],
             "train_loss": run["train_loss"], "dialogs": run["train_data"]["conversations"], "run_dir": str(out),
             "tool_results": run["tool_results"], "device": run.get("device"), "steps": run.get("steps"),
-            "mixed_precision": run.get("mixed_precision", "no"), "activation_budget": run.get("activation_budget")}
+            "mixed_precision": run.get("mixed_precision", "no"), "activation_budget": run.get("activation_budget"),
+            "allocator": run.get("allocator", "glibc")}
 
 
 def run_per_turn(data: Path, model_dir: Path, dialogs: int, root: Path | None = None) -> dict:
@@ -247,6 +248,7 @@ def row(name: str, r: dict, flops: list[float], ceiling: float) -> dict:
     dps = r["dialogs"] / r["train_s"]
     return {"system": name, "dialogs": r["dialogs"], "train_s": round(r["train_s"], 1), "dialogs_per_s": dps,
             "tokens_per_s": r["tokens"] / r["train_s"], "peak_rss_mb": r["peak_rss_mb"],
+            "allocator": r.get("allocator", "glibc"),
             # the necessary work of the dialogs this system trained on (per-turn may time the first K only)
             "mfu": sum(flops[:r["dialogs"]]) / r["train_s"] / (ceiling * 1e9)}
 
@@ -260,7 +262,8 @@ def main() -> None:
     ap.add_argument("--activation-mb", type=int, nargs="+", default=[500],
                     help="also time the kept configuration with train.activation_memory_mb=N, for each N (0: don't)")
     ap.add_argument("--out", default="train_throughput", help="results file name (benchmarks/results/NAME.md, .json)")
-    ap.add_argument("--skip", default="", help="comma-separated: lf, lf_bf16, per_turn, ladder (time only KEPT), aside, infer")
+    ap.add_argument("--skip", default="", help="comma-separated: lf, lf_bf16, per_turn, ladder (time only the defaults and KEPT), "
+                    "compile (no compiled row), aside, infer")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     cmd = "python benchmarks/train_throughput/run.py " + " ".join(sys.argv[1:])
@@ -302,11 +305,15 @@ def main() -> None:
 
     settings, best, fp32_best = {}, None, None
     ladder = LADDER if "ladder" not in skip else [
+        ("defaults, glibc's malloc (TUNELAB_ALLOCATOR=system)", {}, "", {"TUNELAB_ALLOCATOR": "system"}),
+        ("defaults (no lever set: what `tunelab train` does on this CPU, its malloc included)", {}),
         ("kept configuration of the ladder, first run (compiling included; never kept)", KEPT, "cold"),
         ("kept configuration of the ladder, a later run (compiled kernels from the cache)", KEPT, "warm")]
-    for i, (name, lever, *cache) in enumerate(ladder):
-        trial = {**settings, **lever}
-        r = run_tunelab(f"ladder{i}", train, trial, cache=cache[0] if cache else "")
+    if "compile" in skip:
+        ladder = [rung for rung in ladder if not rung[1].get("train.compile")]
+    for i, (name, lever, *extra) in enumerate(ladder):
+        trial, cache = {**settings, **lever}, extra[:1]
+        r = run_tunelab(f"ladder{i}", train, trial, cache=cache[0] if cache else "", env=(extra[1:] or [None])[0])
         if r["mixed_precision"] == "no" and (fp32_best is None or r["train_s"] < fp32_best["train_s"]):
             fp32_best = r
         rows.append(row("tunelab " + name, r, flops, ceiling))
@@ -323,7 +330,8 @@ def main() -> None:
             print(rows[-1], flush=True)
     for mb in filter(None, args.activation_mb):  # memory-capped: the kept levers + an activation budget
         budget = {"train.activation_memory_mb": mb, "train.gradient_checkpointing": False}
-        variants = [("", {})] + ([] if settings.get("train.compile") else [(" + compile, later run", {"train.compile": True})])
+        variants = [("", {})] + ([] if settings.get("train.compile") or "compile" in skip else
+                                 [(" + compile, later run", {"train.compile": True})])
         for i, (extra, change) in enumerate(variants):
             r = run_tunelab(f"capped{mb}_{i}", train, {**settings, **change, **budget})
             rows.append({**row(f"tunelab (kept configuration{extra} + activation_memory_mb={mb}: a "
@@ -371,13 +379,13 @@ def write(cmd, args, rows, best, settings, losses, ceilings, flops, tokens, targ
         "the same model does; only the latter can be kept. Rows in parentheses are measured aside on the kept "
         "configuration; the capped row adds an activation budget to it (train/memory.py).",
         "",
-        "| system | dialogs | train s | dialogs/s | real tokens/s | peak RSS MB | MFU | kept |",
-        "|---|---|---|---|---|---|---|---|",
+        "| system | dialogs | train s | dialogs/s | real tokens/s | peak RSS MB | malloc | MFU | kept |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         kept = "✓" if r.get("kept") else ("" if "kept" in r else "–")
         lines.append(f"| {r['system']} | {r['dialogs']} | {r['train_s']} | {r['dialogs_per_s']:.4f} | "
-                     f"{r['tokens_per_s']:.0f} | {r['peak_rss_mb']:.0f} | {100 * r['mfu']:.1f}% | {kept} |")
+                     f"{r['tokens_per_s']:.0f} | {r['peak_rss_mb']:.0f} | {r.get('allocator', 'glibc')} | {100 * r['mfu']:.1f}% | {kept} |")
     lines += ["", f"tunelab's kept configuration: `{json.dumps(settings)}`.", ""]
     for ours in [tl] + [r for r in rows if r.get("capped")]:
         which = "kept (fastest)" if ours is tl else ours["system"].removeprefix("tunelab ")

@@ -12,6 +12,7 @@ from tunelab.cli.launch import add_launch_args, launch_train
 from tunelab.cli.serve import BASE_MODEL_HELP, add_serve_parser, add_webui_parser
 from tunelab.config.schema import EvalConfig
 from tunelab.domains import DOMAINS
+from tunelab.utils.alloc import restart_on_allocator
 from tunelab.utils.dist import release_groups
 from tunelab.utils.errors import TunelabError
 
@@ -286,5 +287,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def start() -> int:
+    """The `tunelab` command and `python -m tunelab.cli.main`: main() on jemalloc or mimalloc
+    where one is installed (utils/alloc.py)."""
+    try:
+        restart_on_allocator()
+    except TunelabError as e:
+        print(f"tunelab: error: {e}", file=sys.stderr)
+        return 2
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(start())

@@ -42,6 +42,7 @@ from tunelab.train.precision import autocast, resolve_mixed_precision, store_fro
 from tunelab.train.tasks import get_task
 from tunelab.train.tracking import record_final, set_tracking_env, tracking_args
 from tunelab.train.trainer import SFTTrainer, TokenMeter, compile_layers
+from tunelab.utils.alloc import active_allocator
 from tunelab.utils.dist import is_main, leave_group, on_main, world_size
 from tunelab.utils.errors import ConfigError
 from tunelab.utils.log import log
@@ -170,7 +171,8 @@ def train(cfg: Config | dict | str) -> dict:
                    scale_out, **task_args)  # checked
     log.info(f"mixed precision: {precision} ({cfg.train.mixed_precision} on {device}"
              + (f", bf16 measured {bf16_measured['ratio']}x fp32" if bf16_measured else "") + ")"
-             + (f"; {stored_bf16} frozen linear layers stored in bf16" if stored_bf16 else ""))
+             + (f"; {stored_bf16} frozen linear layers stored in bf16" if stored_bf16 else "")
+             + f"; malloc: {active_allocator()}")
 
     # 2. run dir (a replaced run is staged beside the old one) and trainer
     # under torchrun rank 0 prepares it and writes every file of it; the other ranks get its paths
@@ -245,6 +247,7 @@ def train(cfg: Config | dict | str) -> dict:
         "task": task.name, "base_model": portable_name(cfg.model.name_or_path), "model_dir": str(prepared.model_dir),
         "method": cfg.method.name, "adapter": method.adapter, **prepared.summary, **params,
         "threads": torch.get_num_threads(), "mixed_precision": precision, "bf16_measured": bf16_measured, "frozen_linears_bf16": stored_bf16,
+        "allocator": active_allocator(),
         "steps": trainer.state.global_step, "train_loss": train_loss,
         "dev_loss": dev_loss, "train_time_s": round(train_s, 1), "resumed_from_step": base.step or None,
         "tokens_per_s": round(tokens / max(train_s, 1e-9), 1), "tokens": tokens,
