@@ -311,13 +311,15 @@ def main() -> None:
         ("kept configuration of the ladder, a later run (compiled kernels from the cache)", KEPT, "warm")]
     if "compile" in skip:
         ladder = [rung for rung in ladder if not rung[1].get("train.compile")]
-    for i, (name, lever, *extra) in enumerate(ladder):
-        trial, cache = {**settings, **lever}, extra[:1]
-        r = run_tunelab(f"ladder{i}", train, trial, cache=cache[0] if cache else "", env=(extra[1:] or [None])[0])
+    for i, (name, lever, *extra) in enumerate(ladder):  # extra: the kernel cache ("cold"/"warm"), an environment
+        cache, env = (*extra, None, None)[:2]
+        cache = cache or ""
+        trial = {**settings, **lever}
+        r = run_tunelab(f"ladder{i}", train, trial, cache=cache, env=env)
         if r["mixed_precision"] == "no" and (fp32_best is None or r["train_s"] < fp32_best["train_s"]):
             fp32_best = r
         rows.append(row("tunelab " + name, r, flops, ceiling))
-        kept = cache != ["cold"] and (best is None or rows[-1]["dialogs_per_s"] > best[1]["dialogs_per_s"])
+        kept = cache != "cold" and (best is None or rows[-1]["dialogs_per_s"] > best[1]["dialogs_per_s"])
         rows[-1]["kept"] = kept
         if kept:
             settings, best = trial, (r, rows[-1])
@@ -385,7 +387,7 @@ def write(cmd, args, rows, best, settings, losses, ceilings, flops, tokens, targ
     for r in rows:
         kept = "✓" if r.get("kept") else ("" if "kept" in r else "–")
         lines.append(f"| {r['system']} | {r['dialogs']} | {r['train_s']} | {r['dialogs_per_s']:.4f} | "
-                     f"{r['tokens_per_s']:.0f} | {r['peak_rss_mb']:.0f} | {r.get('allocator', 'glibc')} | {100 * r['mfu']:.1f}% | {kept} |")
+                     f"{r['tokens_per_s']:.0f} | {r['peak_rss_mb']:.0f} | {r['allocator']} | {100 * r['mfu']:.1f}% | {kept} |")
     lines += ["", f"tunelab's kept configuration: `{json.dumps(settings)}`.", ""]
     for ours in [tl] + [r for r in rows if r.get("capped")]:
         which = "kept (fastest)" if ours is tl else ours["system"].removeprefix("tunelab ")

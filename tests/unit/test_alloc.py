@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tunelab.utils.alloc import ENV, find_allocator, preload_env
+from tunelab.utils.alloc import ENV, TRIED, find_allocator, preload_env
 from tunelab.utils.errors import ConfigError
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="preloading a malloc is Linux only")
@@ -25,7 +25,7 @@ def test_a_library_path_is_preloaded_first_once_and_mimalloc_keeps_its_freed_pag
     lib.write_bytes(b"")
     env = preload_env({ENV: str(lib), "LD_PRELOAD": "/opt/libother.so"})
     assert env["LD_PRELOAD"] == f"{lib}:/opt/libother.so"
-    assert env["MIMALLOC_PURGE_DELAY"] == "-1" and env["TUNELAB_ALLOCATOR_TRIED"] == "1"
+    assert env["MIMALLOC_PURGE_DELAY"] == "-1" and env[TRIED] == "1"
     assert preload_env(env) is None  # started again: never a second time
     assert preload_env({ENV: str(lib), "LD_PRELOAD": "/usr/lib/libjemalloc.so.2"}) is None  # the user's own
     assert preload_env({ENV: "system"}) is None
@@ -40,7 +40,7 @@ PROGRAM = ("import tunelab.cli.main as m; from tunelab.utils.alloc import active
 @linux
 @pytest.mark.parametrize("setting", ["auto", "system"])
 def test_the_command_starts_again_on_the_allocator_found(setting):
-    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "TUNELAB_ALLOCATOR_TRIED")}
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", TRIED)}
     proc = subprocess.run([sys.executable, "-c", PROGRAM], env={**env, ENV: setting}, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -169,10 +169,11 @@ def train(cfg: Config | dict | str) -> dict:
     scale_out = scale_out_args(cfg, type(layers[0]).__name__ if layers else None)
     _training_args(cfg, device, dev_rows is not None, overrides, precision, Path(cfg.train.output_dir),
                    scale_out, **task_args)  # checked
+    allocator = active_allocator()
     log.info(f"mixed precision: {precision} ({cfg.train.mixed_precision} on {device}"
              + (f", bf16 measured {bf16_measured['ratio']}x fp32" if bf16_measured else "") + ")"
              + (f"; {stored_bf16} frozen linear layers stored in bf16" if stored_bf16 else "")
-             + f"; malloc: {active_allocator()}")
+             + f"; malloc: {allocator}")
 
     # 2. run dir (a replaced run is staged beside the old one) and trainer
     # under torchrun rank 0 prepares it and writes every file of it; the other ranks get its paths
@@ -247,7 +248,7 @@ def train(cfg: Config | dict | str) -> dict:
         "task": task.name, "base_model": portable_name(cfg.model.name_or_path), "model_dir": str(prepared.model_dir),
         "method": cfg.method.name, "adapter": method.adapter, **prepared.summary, **params,
         "threads": torch.get_num_threads(), "mixed_precision": precision, "bf16_measured": bf16_measured, "frozen_linears_bf16": stored_bf16,
-        "allocator": active_allocator(),
+        "allocator": allocator,
         "steps": trainer.state.global_step, "train_loss": train_loss,
         "dev_loss": dev_loss, "train_time_s": round(train_s, 1), "resumed_from_step": base.step or None,
         "tokens_per_s": round(tokens / max(train_s, 1e-9), 1), "tokens": tokens,

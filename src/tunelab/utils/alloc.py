@@ -2,8 +2,8 @@
 
 A CPU training step frees and allocates activations of a new size at every step. glibc's malloc keeps the
 freed memory, fragmented, in its heap, so a process's peak RSS grows well past what it holds at once;
-jemalloc and mimalloc reuse it by size class. Same speed, same numbers (an allocator changes no arithmetic),
-24% less peak RSS in a CPU training run (README, "Training throughput"). An allocator can only be chosen
+jemalloc and mimalloc reuse it by size class. Same losses (an allocator changes no arithmetic), 18% less peak
+RSS in a CPU training run on mimalloc (README, "Training throughput": the command and the figures). An allocator can only be chosen
 before the process starts, so the `tunelab` command starts itself again with LD_PRELOAD set
 (`cli/main.start`), as PyTorch's own CPU launcher (torch.backends.xeon.run_cpu) does.
 
@@ -25,9 +25,10 @@ ENV = "TUNELAB_ALLOCATOR"
 JEMALLOC = "libjemalloc.so.2"
 MIMALLOC = "cmeel.prefix/lib/libmimalloc.so.3"
 # mimalloc hands freed pages back to the OS after 10 ms by default; a training step reuses them at once,
-# so it would fault them in again (one run: 250.5 s against 208.1 s with purging off, 48 dialogs)
+# so it would fault them in again (one run each, 48 dialogs: 250.5 s against 208.1 s with purging off)
 MIMALLOC_ENV = {"MIMALLOC_PURGE_DELAY": "-1"}
 NAMES = ("jemalloc", "mimalloc", "tcmalloc")
+TRIED = "TUNELAB_ALLOCATOR_TRIED"  # set in the restarted process and its children: never restart twice
 
 
 def _lib_dirs() -> list[Path]:
@@ -65,7 +66,7 @@ def preload_env(environ: dict[str, str] | None = None) -> dict[str, str] | None:
     """The environment to start this process again in with the allocator preloaded, or None when there is
     none to preload or it is already preloaded (or preloading was tried: a failed preload is not retried)."""
     environ = dict(os.environ if environ is None else environ)
-    if environ.get("TUNELAB_ALLOCATOR_TRIED"):
+    if environ.get(TRIED):
         return None
     found = find_allocator(environ.get(ENV, "auto"))
     if found is None:
@@ -75,7 +76,7 @@ def preload_env(environ: dict[str, str] | None = None) -> dict[str, str] | None:
     if str(lib) in preload.split(":") or any(n in preload for n in NAMES):
         return None  # preloaded already, by this command or by the user
     return {**extra, **environ, "LD_PRELOAD": ":".join(filter(None, [str(lib), preload])),
-            "TUNELAB_ALLOCATOR_TRIED": "1"}
+            TRIED: "1"}
 
 
 def restart_on_allocator() -> None:
