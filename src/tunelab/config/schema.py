@@ -146,6 +146,10 @@ class TrainConfig:
         "auto", "bf16 autocast (fp32 weights and optimizer, bf16 matmuls and attention) or no; auto: bf16 on "
         "CUDA, and on a CPU where a training step of this model measured at least 1.15x faster in bf16 (timed "
         "once per machine and model, cached; recorded in run.json as bf16_measured)")
+    cpu_attention: Literal["auto", "sdpa"] = opt(
+        "auto", "causal attention of a bf16 run on a CPU: auto: tunelab's kernel (models/cpu_attention.cpp, built "
+        "on first use with the system's C++ compiler) where it timed at least 1.1x faster than torch's SDPA at "
+        "the model's shapes on this machine (once, cached; run.json: cpu_attention), else SDPA; sdpa: always SDPA")
     compile: bool = opt(False, "torch.compile each decoder layer (pays on long runs; compiling takes minutes)")
     threads: int = opt(0, "CPU threads for torch (0: torch's default, one per core)", ge=0)
     logging_steps: int = opt(1, "log loss every N steps", ge=1)
