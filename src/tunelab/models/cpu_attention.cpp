@@ -21,12 +21,14 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <mutex>
 #include <vector>
 
 namespace {
 
 using bf16 = uint16_t;
 constexpr int64_t BM = 64;  // query rows per work item
+constexpr int64_t CH = 2048;  // key columns per chunk of the backward pass (smaller chunks measured slower)
 
 inline float to_float(bf16 x) {
   uint32_t u = uint32_t(x) << 16;
@@ -149,6 +151,14 @@ inline void store_pairs(__m512 a, __m512 b, bf16* dst) {
   _mm512_storeu_si512(dst, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
 }
 
+// dst[c] = bf16(src[c] * scale) for a row of d (a multiple of 16)
+inline void store_row(const float* src, float scale, int64_t d, bf16* dst) {
+  const __m512 sc = _mm512_set1_ps(scale);
+  for (int64_t c = 0; c < d; c += 16)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + c),
+                        (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_loadu_ps(src + c), sc)));
+}
+
 struct Shape {
   int64_t B, H, Hkv, T, d, Tp, nb;
   float scale;
@@ -172,18 +182,41 @@ struct Shape {
   }
 };
 
-// items longest first, dealt round-robin: thread t takes items t, t + nthreads, ...
-template <typename F>
-void run_items(const Shape& s, F fn) {
-  std::vector<int64_t> items;
-  for (int64_t ib = s.nb - 1; ib >= 0; --ib)
-    for (int64_t bh = 0; bh < s.B * s.H; ++bh)
-      if (ib * BM < s.T) items.push_back(bh * s.nb + ib);
-  int64_t nt = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), int64_t(items.size())));
+// n jobs dealt round-robin to the threads (thread t runs jobs t, t + nthreads, ...): jobs listed longest first
+// spread evenly. `init(t)` runs once on each thread before its jobs.
+template <typename F, typename I>
+void deal(int64_t n, F job, I init) {
+  const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n));
   at::parallel_for(0, nt, 1, [&](int64_t b, int64_t e) {
-    for (int64_t t = b; t < e; ++t)
-      for (size_t x = t; x < items.size(); x += nt) fn(t, items[x] / s.nb, items[x] % s.nb);
+    for (int64_t t = b; t < e; ++t) {
+      init(t);
+      for (int64_t x = t; x < n; x += nt) job(t, x);
+    }
   });
+}
+
+template <typename F>
+void deal(int64_t n, F job) {
+  deal(n, job, [](int64_t) {});
+}
+
+// the (batch x head, query block) work items, longest (last block) first
+std::vector<int64_t> items(int64_t nb, int64_t heads) {
+  std::vector<int64_t> out;
+  for (int64_t ib = nb - 1; ib >= 0; --ib)
+    for (int64_t bh = 0; bh < heads; ++bh) out.push_back(bh * nb + ib);
+  return out;
+}
+
+// scratch kept between calls (no page faults or zeroing per call); one call at a time
+std::mutex scratch_lock;
+std::vector<float> scratch_f;
+std::vector<bf16> scratch_h;
+
+template <typename T>
+T* grow(std::vector<T>& v, int64_t n) {  // n elements, 64-byte aligned
+  if (int64_t(v.size()) < n + 64) v.resize(n + 64);
+  return reinterpret_cast<T*>((reinterpret_cast<uintptr_t>(v.data()) + 63) & ~uintptr_t(63));
 }
 
 inline __mmask16 valid_mask(int64_t j0, int64_t a, int64_t b) {
@@ -211,30 +244,33 @@ std::vector<at::Tensor> fwd(const at::Tensor& q, const at::Tensor& k, const at::
   const int64_t d = s.d, Tp = s.Tp, g = s.H / s.Hkv;
   at::Tensor out = at::empty(q.sizes(), q.options());
   at::Tensor lse = at::empty({s.B, s.H, s.T}, q.options().dtype(at::kFloat));
-  std::vector<bf16> kt(s.B * s.Hkv * d * Tp), vv(s.B * s.Hkv * Tp * d);
+  std::lock_guard<std::mutex> guard(scratch_lock);
+  const int64_t nt = at::get_num_threads(), nkv = s.B * s.Hkv;
+  bf16* hbuf = grow(scratch_h, 2 * nkv * Tp * d + nt * BM * Tp);
+  bf16 *kt = hbuf, *vv = hbuf + nkv * Tp * d, *P = hbuf + 2 * nkv * Tp * d;
+  float* fbuf = grow(scratch_f, nt * (BM * Tp + BM * d + BM));
+  float *S = fbuf, *Ob = fbuf + nt * BM * Tp, *inv = Ob + nt * BM * d;
   const bf16* Q = reinterpret_cast<const bf16*>(q.data_ptr());
   const bf16* K = reinterpret_cast<const bf16*>(k.data_ptr());
   const bf16* V = reinterpret_cast<const bf16*>(v.data_ptr());
   bf16* O = reinterpret_cast<bf16*>(out.data_ptr());
   float* L = lse.data_ptr<float>();
-  at::parallel_for(0, s.B * s.Hkv, 1, [&](int64_t b, int64_t e) {
-    for (int64_t h = b; h < e; ++h) {
-      pack_pairs_t(K + h * s.T * d, s.T, Tp, d, kt.data() + h * d * Tp);
-      pack_vnni(V + h * s.T * d, s.T, Tp, d, vv.data() + h * Tp * d);
-    }
+  deal(2 * nkv, [&](int64_t, int64_t x) {
+    const int64_t h = x / 2;
+    if (x % 2 == 0) pack_pairs_t(K + h * s.T * d, s.T, Tp, d, kt + h * d * Tp);
+    else pack_vnni(V + h * s.T * d, s.T, Tp, d, vv + h * Tp * d);
   });
-  int64_t nt = at::get_num_threads();
-  std::vector<float> S(nt * BM * Tp), Ob(nt * BM * d), inv(nt * BM);
-  std::vector<bf16> P(nt * BM * Tp);
-  run_items(s, [&](int64_t t, int64_t bh, int64_t ib) {
+  const std::vector<int64_t> work = items(s.nb, s.B * s.H);
+  deal(int64_t(work.size()), [&](int64_t t, int64_t x) {
+    const int64_t bh = work[x] / s.nb, ib = work[x] % s.nb;
     const int64_t kvh = (bh / s.H) * s.Hkv + (bh % s.H) / g;
     const int64_t i0 = ib * BM, M = std::min(BM, s.T - i0);
     int64_t lo, n;
     s.cols(i0, M, lo, n);
-    float* St = S.data() + t * BM * Tp;
-    bf16* Pt = P.data() + t * BM * Tp;
-    float* it = inv.data() + t * BM;
-    gemm(M, n, d, Q + (bh * s.T + i0) * d, d, kt.data() + kvh * d * Tp + lo * 2, Tp, St, n, false);
+    float* St = S + t * BM * Tp;
+    bf16* Pt = P + t * BM * Tp;
+    float* it = inv + t * BM;
+    gemm(M, n, d, Q + (bh * s.T + i0) * d, d, kt + kvh * d * Tp + lo * 2, Tp, St, n, false);
     for (int64_t r = 0; r < M; ++r) {
       int64_t a, bcol;
       s.valid(i0 + r, lo, a, bcol);
@@ -255,10 +291,9 @@ std::vector<at::Tensor> fwd(const at::Tensor& q, const at::Tensor& k, const at::
       it[r] = 1.f / l;
       L[bh * s.T + i0 + r] = m + std::log(l);
     }
-    float* Ot = Ob.data() + t * BM * d;
-    gemm(M, d, n, Pt, n, vv.data() + kvh * Tp * d + lo * d, d, Ot, d, false);
-    for (int64_t r = 0; r < M; ++r)
-      for (int64_t c = 0; c < d; ++c) O[(bh * s.T + i0 + r) * d + c] = to_bf16(Ot[r * d + c] * it[r]);
+    float* Ot = Ob + t * BM * d;
+    gemm(M, d, n, Pt, n, vv + kvh * Tp * d + lo * d, d, Ot, d, false);
+    for (int64_t r = 0; r < M; ++r) store_row(Ot + r * d, it[r], d, O + (bh * s.T + i0 + r) * d);
   });
   return {out, lse};
 }
@@ -272,6 +307,7 @@ std::vector<at::Tensor> bwd(const at::Tensor& q, const at::Tensor& k, const at::
   TORCH_CHECK(lse.is_contiguous() && lse.scalar_type() == at::kFloat, "lse: contiguous fp32");
   Shape s(q, k, scale, window);
   const int64_t d = s.d, Tp = s.Tp, T = s.T, g = s.H / s.Hkv, nkv = s.B * s.Hkv, nq = s.B * s.H;
+  std::lock_guard<std::mutex> guard(scratch_lock);
   const int64_t nt = at::get_num_threads();
   const bf16* Q = reinterpret_cast<const bf16*>(q.data_ptr());
   const bf16* K = reinterpret_cast<const bf16*>(k.data_ptr());
@@ -279,101 +315,127 @@ std::vector<at::Tensor> bwd(const at::Tensor& q, const at::Tensor& k, const at::
   const bf16* Ou = reinterpret_cast<const bf16*>(out.data_ptr());
   const bf16* dO = reinterpret_cast<const bf16*>(dout.data_ptr());
   const float* L = lse.data_ptr<float>();
-  std::vector<bf16> kt(nkv * d * Tp), vt(nkv * d * Tp), kv(nkv * Tp * d), qt(nq * d * Tp), dot(nq * d * Tp);
-  std::vector<float> D(nq * Tp);
-  at::parallel_for(0, nkv + nq, 1, [&](int64_t b, int64_t e) {
-    for (int64_t x = b; x < e; ++x) {
-      if (x < nkv) {
-        pack_pairs_t(K + x * T * d, T, Tp, d, kt.data() + x * d * Tp);
-        pack_pairs_t(V + x * T * d, T, Tp, d, vt.data() + x * d * Tp);
-        pack_vnni(K + x * T * d, T, Tp, d, kv.data() + x * Tp * d);
-        continue;
+  const int64_t hd = d * Tp;  // one head's layout
+  bf16* hbuf = grow(scratch_h, (3 * nkv + 2 * nq) * hd + 3 * nt * BM * CH);
+  bf16 *kt = hbuf, *vt = kt + nkv * hd, *kv = vt + nkv * hd, *qt = kv + nkv * hd, *dot = qt + nq * hd;
+  bf16 *Pv = dot + nq * hd, *dSv = Pv + nt * BM * CH, *dS = dSv + nt * BM * CH;
+  float* fbuf = grow(scratch_f, nq * Tp + 2 * nt * nkv * hd + 2 * nt * BM * CH + nt * BM * d);
+  float *D = fbuf, *dvt = D + nq * Tp, *dkt = dvt + nt * nkv * hd, *S = dkt + nt * nkv * hd;
+  float *dP = S + nt * BM * CH, *dQ = dP + nt * BM * CH;
+  // layouts: three per key head, three per query head (D: the row sums of dO * O)
+  deal(3 * (nkv + nq), [&](int64_t, int64_t x) {
+    const int64_t h = x / 3, part = x % 3;
+    if (h < nkv) {
+      const bf16* src = (part == 1 ? V : K) + h * T * d;
+      if (part == 2) pack_vnni(src, T, Tp, d, kv + h * hd);
+      else pack_pairs_t(src, T, Tp, d, (part == 0 ? kt : vt) + h * hd);
+      return;
+    }
+    const int64_t qh = h - nkv;
+    if (part < 2) {
+      pack_rows_t((part == 0 ? Q : dO) + qh * T * d, T, Tp, d, (part == 0 ? qt : dot) + qh * hd);
+      return;
+    }
+    for (int64_t i = 0; i < T; ++i) {
+      const bf16 *a = dO + (qh * T + i) * d, *b = Ou + (qh * T + i) * d;
+      __m512 acc = _mm512_setzero_ps();
+      for (int64_t c = 0; c < d; c += 16) {
+        __m512 x1 = _mm512_castsi512_ps(_mm512_slli_epi32(
+            _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + c))), 16));
+        __m512 x2 = _mm512_castsi512_ps(_mm512_slli_epi32(
+            _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + c))), 16));
+        acc = _mm512_fmadd_ps(x1, x2, acc);
       }
-      const int64_t h = x - nkv;
-      pack_rows_t(Q + h * T * d, T, Tp, d, qt.data() + h * d * Tp);
-      pack_rows_t(dO + h * T * d, T, Tp, d, dot.data() + h * d * Tp);
-      for (int64_t i = 0; i < T; ++i) {
-        float acc = 0.f;
-        for (int64_t c = 0; c < d; ++c) acc += to_float(dO[(h * T + i) * d + c]) * to_float(Ou[(h * T + i) * d + c]);
-        D[h * Tp + i] = acc;
-      }
+      D[qh * Tp + i] = _mm512_reduce_add_ps(acc);
     }
   });
-  // per-thread dV^T and dK^T (d x Tp per key head), summed after
-  std::vector<float> dvt(nt * nkv * d * Tp, 0.f), dkt(nt * nkv * d * Tp, 0.f);
-  std::vector<float> S(nt * BM * Tp), dP(nt * BM * Tp), dQ(nt * BM * d);
-  std::vector<bf16> Pv(nt * BM * Tp), dSv(nt * BM * Tp), dS(nt * BM * Tp);
   at::Tensor dq = at::empty(q.sizes(), q.options());
   bf16* dQo = reinterpret_cast<bf16*>(dq.data_ptr());
-  run_items(s, [&](int64_t t, int64_t bh, int64_t ib) {
+  const std::vector<int64_t> work = items(s.nb, nq);
+  deal(int64_t(work.size()), [&](int64_t t, int64_t x) {
+    const int64_t bh = work[x] / s.nb, ib = work[x] % s.nb;
     const int64_t kvh = (bh / s.H) * s.Hkv + (bh % s.H) / g;
     const int64_t i0 = ib * BM, M = std::min(BM, T - i0), M2 = (M + 1) / 2 * 2;
     int64_t lo, n;
     s.cols(i0, M, lo, n);
-    float *St = S.data() + t * BM * Tp, *dPt = dP.data() + t * BM * Tp;
-    bf16 *Pvt = Pv.data() + t * BM * Tp, *dSvt = dSv.data() + t * BM * Tp, *dSt = dS.data() + t * BM * Tp;
-    gemm(M, n, d, Q + (bh * T + i0) * d, d, kt.data() + kvh * d * Tp + lo * 2, Tp, St, n, false);
-    gemm(M, n, d, dO + (bh * T + i0) * d, d, vt.data() + kvh * d * Tp + lo * 2, Tp, dPt, n, false);
+    float *St = S + t * BM * CH, *dPt = dP + t * BM * CH, *dQt = dQ + t * BM * d;
+    bf16 *Pvt = Pv + t * BM * CH, *dSvt = dSv + t * BM * CH, *dSt = dS + t * BM * CH;
     const __m512 sc = _mm512_set1_ps(s.scale);
-    for (int64_t r = 0; r < M2; r += 2) {
-      int64_t a0, b0, a1, b1;
-      s.valid(i0 + r, lo, a0, b0);
-      s.valid(i0 + r + 1, lo, a1, b1);
-      const bool second = r + 1 < M;
-      const __m512 l0 = _mm512_set1_ps(L[bh * T + i0 + r]), l1 = _mm512_set1_ps(second ? L[bh * T + i0 + r + 1] : 0);
-      const __m512 D0 = _mm512_set1_ps(D[bh * Tp + i0 + r]), D1 = _mm512_set1_ps(second ? D[bh * Tp + i0 + r + 1] : 0);
-      for (int64_t j = 0; j < n; j += 16) {
-        __m512 p0 = _mm512_maskz_mov_ps(valid_mask(j, a0, b0),
-                                        exp512(_mm512_fmsub_ps(_mm512_loadu_ps(St + r * n + j), sc, l0)));
-        __m512 ds0 = _mm512_mul_ps(_mm512_mul_ps(p0, _mm512_sub_ps(_mm512_loadu_ps(dPt + r * n + j), D0)), sc);
-        __m512 p1 = _mm512_setzero_ps(), ds1 = _mm512_setzero_ps();
-        if (second) {
-          p1 = _mm512_maskz_mov_ps(valid_mask(j, a1, b1),
-                                   exp512(_mm512_fmsub_ps(_mm512_loadu_ps(St + (r + 1) * n + j), sc, l1)));
-          ds1 = _mm512_mul_ps(_mm512_mul_ps(p1, _mm512_sub_ps(_mm512_loadu_ps(dPt + (r + 1) * n + j), D1)), sc);
-          _mm256_storeu_si256(reinterpret_cast<__m256i*>(dSt + (r + 1) * n + j), (__m256i)_mm512_cvtneps_pbh(ds1));
+    for (int64_t c0 = lo; c0 < lo + n; c0 += CH) {  // key columns in chunks: the blocks stay in L2
+      const int64_t nc = std::min(CH, lo + n - c0);
+      gemm(M, nc, d, Q + (bh * T + i0) * d, d, kt + kvh * hd + c0 * 2, Tp, St, nc, false);
+      gemm(M, nc, d, dO + (bh * T + i0) * d, d, vt + kvh * hd + c0 * 2, Tp, dPt, nc, false);
+      for (int64_t r = 0; r < M2; r += 2) {
+        int64_t a0, b0, a1, b1;
+        s.valid(i0 + r, c0, a0, b0);
+        s.valid(i0 + r + 1, c0, a1, b1);
+        const bool second = r + 1 < M;
+        const __m512 l0 = _mm512_set1_ps(L[bh * T + i0 + r]), l1 = _mm512_set1_ps(second ? L[bh * T + i0 + r + 1] : 0);
+        const __m512 D0 = _mm512_set1_ps(D[bh * Tp + i0 + r]), D1 = _mm512_set1_ps(second ? D[bh * Tp + i0 + r + 1] : 0);
+        for (int64_t j = 0; j < nc; j += 16) {
+          __m512 p0 = _mm512_maskz_mov_ps(valid_mask(j, a0, b0),
+                                          exp512(_mm512_fmsub_ps(_mm512_loadu_ps(St + r * nc + j), sc, l0)));
+          __m512 ds0 = _mm512_mul_ps(_mm512_mul_ps(p0, _mm512_sub_ps(_mm512_loadu_ps(dPt + r * nc + j), D0)), sc);
+          __m512 p1 = _mm512_setzero_ps(), ds1 = _mm512_setzero_ps();
+          if (second) {
+            p1 = _mm512_maskz_mov_ps(valid_mask(j, a1, b1),
+                                     exp512(_mm512_fmsub_ps(_mm512_loadu_ps(St + (r + 1) * nc + j), sc, l1)));
+            ds1 = _mm512_mul_ps(_mm512_mul_ps(p1, _mm512_sub_ps(_mm512_loadu_ps(dPt + (r + 1) * nc + j), D1)), sc);
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(dSt + (r + 1) * nc + j), (__m256i)_mm512_cvtneps_pbh(ds1));
+          }
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(dSt + r * nc + j), (__m256i)_mm512_cvtneps_pbh(ds0));
+          store_pairs(p0, p1, Pvt + (r / 2 * nc + j) * 2);
+          store_pairs(ds0, ds1, dSvt + (r / 2 * nc + j) * 2);
         }
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dSt + r * n + j), (__m256i)_mm512_cvtneps_pbh(ds0));
-        store_pairs(p0, p1, Pvt + (r / 2 * n + j) * 2);
-        store_pairs(ds0, ds1, dSvt + (r / 2 * n + j) * 2);
       }
+      gemm(M, d, nc, dSt, nc, kv + kvh * hd + c0 * d, d, dQt, d, c0 > lo);
+      gemm(d, nc, M2, dot + bh * hd + i0, Tp, Pvt, nc, dvt + (t * nkv + kvh) * hd + c0, Tp, true);
+      gemm(d, nc, M2, qt + bh * hd + i0, Tp, dSvt, nc, dkt + (t * nkv + kvh) * hd + c0, Tp, true);
     }
-    float* dQt = dQ.data() + t * BM * d;
-    gemm(M, d, n, dSt, n, kv.data() + kvh * Tp * d + lo * d, d, dQt, d, false);
-    for (int64_t r = 0; r < M; ++r)
-      for (int64_t c = 0; c < d; ++c) dQo[(bh * T + i0 + r) * d + c] = to_bf16(dQt[r * d + c]);
-    float* dvt_t = dvt.data() + (t * nkv + kvh) * d * Tp;
-    float* dkt_t = dkt.data() + (t * nkv + kvh) * d * Tp;
-    gemm(d, n, M2, dot.data() + bh * d * Tp + i0, Tp, Pvt, n, dvt_t + lo, Tp, true);
-    gemm(d, n, M2, qt.data() + bh * d * Tp + i0, Tp, dSvt, n, dkt_t + lo, Tp, true);
+    for (int64_t r = 0; r < M; ++r) store_row(dQt + r * d, 1.f, d, dQo + (bh * T + i0 + r) * d);
+  }, [&](int64_t t) {  // this thread's dV^T and dK^T start at zero
+    std::fill(dvt + t * nkv * hd, dvt + (t + 1) * nkv * hd, 0.f);
+    std::fill(dkt + t * nkv * hd, dkt + (t + 1) * nkv * hd, 0.f);
   });
+  // sum the threads' dV^T, dK^T and transpose, in blocks of 16 keys
+  const int64_t used = std::max<int64_t>(1, std::min<int64_t>(nt, int64_t(work.size())));
   at::Tensor dk = at::empty(k.sizes(), k.options()), dv = at::empty(v.sizes(), v.options());
   bf16* dKo = reinterpret_cast<bf16*>(dk.data_ptr());
   bf16* dVo = reinterpret_cast<bf16*>(dv.data_ptr());
-  at::parallel_for(0, nkv, 1, [&](int64_t b, int64_t e) {
-    for (int64_t h = b; h < e; ++h)
-      for (int64_t j = 0; j < T; ++j)
-        for (int64_t c = 0; c < d; ++c) {
-          float sk = 0.f, sv = 0.f;
-          for (int64_t t = 0; t < nt; ++t) {
-            sk += dkt[((t * nkv + h) * d + c) * Tp + j];
-            sv += dvt[((t * nkv + h) * d + c) * Tp + j];
-          }
-          dKo[(h * T + j) * d + c] = to_bf16(sk);
-          dVo[(h * T + j) * d + c] = to_bf16(sv);
+  const int64_t jb = (T + 15) / 16;
+  deal(nkv * jb, [&](int64_t, int64_t x) {
+    const int64_t h = x / jb, j0 = x % jb * 16, nj = std::min<int64_t>(16, T - j0);
+    for (int which = 0; which < 2; ++which) {
+      const float* acc = which ? dkt : dvt;
+      bf16* dst = which ? dKo : dVo;
+      alignas(64) float tile[16][16];
+      for (int64_t c0 = 0; c0 < d; c0 += 16) {
+        for (int64_t c = 0; c < 16; ++c) {
+          __m512 sum = _mm512_loadu_ps(acc + h * hd + (c0 + c) * Tp + j0);
+          for (int64_t t = 1; t < used; ++t)
+            sum = _mm512_add_ps(sum, _mm512_loadu_ps(acc + (t * nkv + h) * hd + (c0 + c) * Tp + j0));
+          _mm512_store_ps(tile[c], sum);
         }
+        for (int64_t jj = 0; jj < nj; ++jj)
+          for (int64_t c = 0; c < 16; ++c) dst[(h * T + j0 + jj) * d + c0 + c] = to_bf16(tile[c][jj]);
+      }
+    }
   });
   return {dq, dk, dv};
 }
 
 }  // namespace
 
-TORCH_LIBRARY(tunelab_attn, m) {
+#ifndef TUNELAB_NS
+#define TUNELAB_NS tunelab_attn
+#endif
+
+TORCH_LIBRARY(TUNELAB_NS, m) {
   m.def("fwd(Tensor q, Tensor k, Tensor v, float scale, int window) -> Tensor[]");
   m.def("bwd(Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor dout, float scale, int window) -> Tensor[]");
 }
 
-TORCH_LIBRARY_IMPL(tunelab_attn, CPU, m) {
+TORCH_LIBRARY_IMPL(TUNELAB_NS, CPU, m) {
   m.impl("fwd", &fwd);
   m.impl("bwd", &bwd);
 }
