@@ -16,6 +16,7 @@ from tunelab.data.dataset import data_files
 from tunelab.domains import record_view
 from tunelab.methods import parameter_report
 from tunelab.models.attention import kernel_verdict, training_attention
+from tunelab.models.fused import lean_layers
 from tunelab.models.compat import frozen_context_supported
 from tunelab.models.load import portable_name
 from tunelab.models.rope import rope_record
@@ -174,11 +175,13 @@ def train(cfg: Config | dict | str) -> dict:
     attention = kernel_verdict(model) if (cfg.train.cpu_attention == "auto" and precision == "bf16" and device == "cpu"
                                           and prepared.causal and cfg.train.context_grad) else None
     kernel = bool(attention and attention["kernel"])
+    lean = cfg.train.lean_layers and precision == "bf16" and device == "cpu" and prepared.causal and bool(
+        method.adapter) and not cfg.train.compile
     log.info(f"mixed precision: {precision} ({cfg.train.mixed_precision} on {device}"
              + (f", bf16 measured {bf16_measured['ratio']}x fp32" if bf16_measured else "") + ")"
              + (f"; {stored_bf16} frozen linear layers stored in bf16" if stored_bf16 else "")
              + (f"; attention: {'tunelab' if attention['kernel'] else 'SDPA'} ({attention['speedup']}x)"
-                if attention else "") + f"; malloc: {allocator}")
+                if attention else "") + ("; lean norms and MLPs" if lean else "") + f"; malloc: {allocator}")
 
     # 2. run dir (a replaced run is staged beside the old one) and trainer
     # under torchrun rank 0 prepares it and writes every file of it; the other ranks get its paths
@@ -227,7 +230,8 @@ def train(cfg: Config | dict | str) -> dict:
     # packed rows: attention per conversation from the collator's boundaries, no mask; causal attention on
     # tunelab's CPU kernel where it was measured faster (models/attention.py)
     with training_attention(model, packed=cfg.data.packing, kernel=kernel) \
-            if cfg.data.packing or kernel else contextlib.nullcontext():
+            if cfg.data.packing or kernel else contextlib.nullcontext(), \
+            lean_layers(model, layers, lora=cfg.method.name == "lora") if lean else contextlib.nullcontext():
         result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         train_s = base.train_s + time.time() - start  # the whole run's, across resumes
         dev_loss = trainer.evaluate()["eval_loss"] if dev_rows is not None else None
@@ -255,7 +259,7 @@ def train(cfg: Config | dict | str) -> dict:
         "task": task.name, "base_model": portable_name(cfg.model.name_or_path), "model_dir": str(prepared.model_dir),
         "method": cfg.method.name, "adapter": method.adapter, **prepared.summary, **params,
         "threads": torch.get_num_threads(), "mixed_precision": precision, "bf16_measured": bf16_measured, "frozen_linears_bf16": stored_bf16,
-        "allocator": allocator, "cpu_attention": attention,
+        "allocator": allocator, "cpu_attention": attention, "lean_layers": lean,
         "steps": trainer.state.global_step, "train_loss": train_loss,
         "dev_loss": dev_loss, "train_time_s": round(train_s, 1), "resumed_from_step": base.step or None,
         "tokens_per_s": round(tokens / max(train_s, 1e-9), 1), "tokens": tokens,
