@@ -305,9 +305,10 @@ def main() -> None:
 
     settings, best, fp32_best = {}, None, None
     ladder = LADDER if "ladder" not in skip else [
+        ("defaults (no lever set: what `tunelab train` does on this CPU, its malloc included)", {}),
+        # after the defaults row, so that it takes the defaults, not its own levers, as its base
         ("defaults without tunelab's CPU kernels (train.cpu_attention=sdpa, train.lean_layers=false)",
          {"train.cpu_attention": "sdpa", "train.lean_layers": False}),
-        ("defaults (no lever set: what `tunelab train` does on this CPU, its malloc included)", {}),
         ("kept configuration of the ladder, first run (compiling included; never kept)", KEPT, "cold"),
         ("kept configuration of the ladder, a later run (compiled kernels from the cache)", KEPT, "warm")]
     if "compile" in skip:

@@ -152,10 +152,30 @@ def train(cfg: Config | dict | str) -> dict:
     stored_bf16 = store_frozen_linears(model, torch.bfloat16) if (
         precision == "bf16" and device == "cpu" and method.adapter) else 0
     prepared.frozen_bf16 = stored_bf16
+    # a bf16 run on a CPU: tunelab's causal attention kernel where it timed faster here (measured once, cached),
+    # and lean norm / MLP layers for an adapter run
+    cpu_bf16 = precision == "bf16" and device == "cpu" and prepared.causal
+    attention = kernel_verdict(model) if (cpu_bf16 and cfg.train.cpu_attention == "auto"
+                                          and cfg.train.context_grad) else None
+    kernel = bool(attention and attention["kernel"])
+    lean = cpu_bf16 and cfg.train.lean_layers and bool(method.adapter) and not cfg.train.compile
+    layers = decoder_layers(model) if prepared.causal else []
+
+    def layer_forwards():  # the training loop's attention and layer forwards (models/attention.py, fused.py)
+        stack = contextlib.ExitStack()
+        if cfg.data.packing or kernel:
+            stack.enter_context(training_attention(model, packed=cfg.data.packing, kernel=kernel))
+        if lean:
+            stack.enter_context(lean_layers(model, layers, lora=cfg.method.name == "lora"))
+        return stack
+
     budget = None
-    if cfg.train.activation_memory_mb:  # measured on the model as it trains: method, dtype, autocast
-        budget = ActivationBudget.for_model(model, cfg.train.activation_memory_mb,
-                                            lambda: autocast(precision, device))
+    if cfg.train.activation_memory_mb:  # measured on the model as it trains: method, dtype, autocast, layers
+        def measuring():
+            stack = layer_forwards()
+            stack.enter_context(autocast(precision, device))
+            return stack
+        budget = ActivationBudget.for_model(model, cfg.train.activation_memory_mb, measuring)
         log.info(f"activation budget {cfg.train.activation_memory_mb} MB: "
                  f"{budget.per_token_layer / 1024:.1f} KB kept per token per layer; batches over "
                  f"{budget.budget_bytes / budget.per_token_layer / len(budget.layers):.0f} tokens checkpoint layers")
@@ -166,17 +186,10 @@ def train(cfg: Config | dict | str) -> dict:
     overrides = method.train_overrides(device) if method.train_overrides else {}
     dev_rows = prepared.dev_rows
     task_args = dict(args_cls=prepared.args_cls, task_args=prepared.task_args)
-    layers = decoder_layers(model) if prepared.causal else []
     scale_out = scale_out_args(cfg, type(layers[0]).__name__ if layers else None)
     _training_args(cfg, device, dev_rows is not None, overrides, precision, Path(cfg.train.output_dir),
                    scale_out, **task_args)  # checked
     allocator = active_allocator()
-    # a bf16 run on a CPU: tunelab's causal attention kernel where it timed faster here (measured once, cached)
-    attention = kernel_verdict(model) if (cfg.train.cpu_attention == "auto" and precision == "bf16" and device == "cpu"
-                                          and prepared.causal and cfg.train.context_grad) else None
-    kernel = bool(attention and attention["kernel"])
-    lean = cfg.train.lean_layers and precision == "bf16" and device == "cpu" and prepared.causal and bool(
-        method.adapter) and not cfg.train.compile
     log.info(f"mixed precision: {precision} ({cfg.train.mixed_precision} on {device}"
              + (f", bf16 measured {bf16_measured['ratio']}x fp32" if bf16_measured else "") + ")"
              + (f"; {stored_bf16} frozen linear layers stored in bf16" if stored_bf16 else "")
@@ -229,9 +242,7 @@ def train(cfg: Config | dict | str) -> dict:
     start = time.time()
     # packed rows: attention per conversation from the collator's boundaries, no mask; causal attention on
     # tunelab's CPU kernel where it was measured faster (models/attention.py)
-    with training_attention(model, packed=cfg.data.packing, kernel=kernel) \
-            if cfg.data.packing or kernel else contextlib.nullcontext(), \
-            lean_layers(model, layers, lora=cfg.method.name == "lora") if lean else contextlib.nullcontext():
+    with layer_forwards():
         result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         train_s = base.train_s + time.time() - start  # the whole run's, across resumes
         dev_loss = trainer.evaluate()["eval_loss"] if dev_rows is not None else None
