@@ -4,8 +4,8 @@ Under autograd, transformers' RMSNorm keeps two fp32 copies of its (tokens x hid
 normalized product), and the gated MLP keeps act(gate) beside gate and up. Here both are one autograd function
 each that keeps only what it cannot cheaply recompute (the input and one scale per token; gate and up) and
 recomputes the rest in the backward pass: the same values, forward and backward. With LoRA's own input cast
-left out as well (`lean_layers`), a bf16 LoRA run of SmolLM2-135M keeps 18.1 KiB per token per layer instead of
-23.2, gemma3-270m 28.2 instead of 39.6 (`python benchmarks/saved_activations.py`).
+left out as well (`lean_layers`), a bf16 LoRA run of SmolLM2-135M keeps 18.5 KiB per token per layer instead of
+23.7, gemma3-270m 28.7 instead of 40.3 (`python benchmarks/saved_activations.py`).
 
 A norm that feeds only linear layers (the pre-attention and pre-MLP norms) returns bf16 directly under bf16
 autocast: autocast would round it to bf16 for each of its linears anyway (the same numbers), and the linears
