@@ -14,7 +14,6 @@ place, with one log line saying why.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -23,9 +22,8 @@ from pathlib import Path
 
 import torch
 
-from tunelab.utils.io import write_json
 from tunelab.utils.log import log
-from tunelab.utils.paths import cache_dir
+from tunelab.utils.paths import cache_dir, cached_measurement
 
 SOURCE = Path(__file__).with_name("cpu_attention.cpp")
 MARGIN = 1.10  # the kernel must beat SDPA by this factor (forward + backward of one layer) to be used
@@ -54,7 +52,7 @@ def _compile(out: Path) -> None:
     tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
     cmd = [os.environ.get("CXX", "g++"), "-O3", "-std=c++17", "-shared", "-fPIC", "-mavx512f", "-mavx512bw",
            "-mavx512vl", "-mavx512dq", "-mavx512bf16", "-mfma", "-fno-math-errno", "-fopenmp",
-           f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}", *includes, str(SOURCE),
+           f"-D_GLIBCXX_USE_CXX11_ABI={int(torch.compiled_with_cxx11_abi())}", *includes, str(SOURCE),
            f"-L{libdir}", "-ltorch_cpu", "-lc10", f"-Wl,-rpath,{libdir}", "-o", str(tmp)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
@@ -150,20 +148,9 @@ def verdict(heads: int, kv_heads: int, head_dim: int) -> dict | None:
     if head_dim % 16 or heads % kv_heads or not load():
         _state[key] = None
         return None
-    path = cache_dir() / "cpu_attention_verdicts.json"
-    try:
-        verdicts = json.loads(path.read_text(encoding="utf-8"))
-        verdicts = verdicts if isinstance(verdicts, dict) else {}
-    except (OSError, ValueError):
-        verdicts = {}
-    cached = isinstance(verdicts.get(key), dict)
-    if not cached:
-        verdicts[key] = measure(heads, kv_heads, head_dim)
-        try:
-            write_json(path, verdicts)
-        except OSError:  # a read-only cache: measure again next time
-            pass
-    timed = {**verdicts[key], "kernel": verdicts[key]["speedup"] >= MARGIN, "cached": cached}
+    entry, cached = cached_measurement("cpu_attention_verdicts.json", key,
+                                       lambda: measure(heads, kv_heads, head_dim))
+    timed = {**entry, "kernel": entry["speedup"] >= MARGIN, "cached": cached}
     _state[key] = timed
     log.info(f"CPU attention ({heads} heads, {kv_heads} kv heads x {head_dim}): tunelab's kernel "
              f"{timed['speedup']}x SDPA at {timed['tokens']} tokens, forward + backward: "

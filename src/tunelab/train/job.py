@@ -16,8 +16,8 @@ from tunelab.data.dataset import data_files
 from tunelab.domains import record_view
 from tunelab.methods import parameter_report
 from tunelab.models.attention import kernel_verdict, training_attention
-from tunelab.models.fused import lean_layers
 from tunelab.models.compat import frozen_context_supported
+from tunelab.models.fused import lean_layers
 from tunelab.models.load import portable_name
 from tunelab.models.rope import rope_record
 from tunelab.models.weights import weight_checksums

@@ -16,11 +16,11 @@ import json
 import time
 
 from tunelab.utils.errors import ConfigError
-from tunelab.utils.io import write_json
 from tunelab.utils.log import log
-from tunelab.utils.paths import cache_dir
+from tunelab.utils.paths import cache_dir, cached_measurement
 
 CHOICES = ("auto", "bf16", "no")
+VERDICTS = "bf16_verdicts.json"  # in tunelab's cache directory
 BF16_MARGIN = 1.15  # bf16 must beat fp32 by this factor for `auto` to pick it (the step probe varies ~±20% run
 # to run on a busy 2-core machine: benchmarks/results/bf16_verdict.md)
 SCREEN_FLOOR = 0.8  # a bf16 matmul below this fraction of fp32's speed rules bf16 out before the step probe
@@ -176,24 +176,14 @@ def measured_bf16_shapes(shapes: dict) -> dict:
 
 
 def _cached(shapes: dict, measure, ratio_key: str) -> dict:
-    key = f"{machine()} | {json.dumps(shapes, sort_keys=True)}"
-    path = cache_dir() / "bf16_verdicts.json"
-    try:
-        verdicts = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        verdicts = {}
-    verdicts = verdicts if isinstance(verdicts, dict) else {}
-    if isinstance(verdicts.get(key), dict):
-        return {**verdicts[key], "cached": True}
-    timed = measure()
-    timed["ratio"] = timed[ratio_key]
-    log.info(f"bf16 vs fp32 on this CPU ({shapes}): {timed} (cached in {path})")
-    verdicts[key] = {**timed, "machine": machine()}
-    try:
-        write_json(path, verdicts)
-    except OSError:  # a read-only cache: measure again next time
-        pass
-    return {**verdicts[key], "cached": False}
+    def timed() -> dict:
+        out = measure()
+        out["ratio"] = out[ratio_key]
+        log.info(f"bf16 vs fp32 on this CPU ({shapes}): {out} (cached in {cache_dir() / VERDICTS})")
+        return {**out, "machine": machine()}
+
+    entry, cached = cached_measurement(VERDICTS, f"{machine()} | {json.dumps(shapes, sort_keys=True)}", timed)
+    return {**entry, "cached": cached}
 
 
 def resolve_mixed_precision(name: str, device: str, weight_dtype: str, model=None,
