@@ -1,7 +1,8 @@
 """tunelab's own causal attention for bf16 training on x86 CPUs with AVX512-BF16 (cpu_attention.cpp).
 
 torch's CPU flash attention ran a SmolLM2-135M layer (9 heads of 64, 1,200 tokens, forward and backward) at
-about 105 GFLOP/s on a 2-core EPYC whose bf16 matmul reaches ~415: nearly half of a bf16 training step. The
+about 100 GFLOP/s on a 2-core EPYC whose bf16 matmul reaches ~400 (benchmarks/results/cpu_attention.md): nearly
+half of a bf16 training step. The
 kernel here does the same math (fp32 accumulation and softmax, bf16 operands, the logsumexp saved for the
 backward pass) on one AVX512-BF16 micro-kernel, with the operands laid out once per head.
 

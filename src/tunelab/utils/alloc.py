@@ -25,7 +25,8 @@ ENV = "TUNELAB_ALLOCATOR"
 JEMALLOC = "libjemalloc.so.2"
 MIMALLOC = "cmeel.prefix/lib/libmimalloc.so.3"
 # mimalloc hands freed pages back to the OS after 10 ms by default; a training step reuses them at once,
-# so it would fault them in again (one run each, 48 dialogs: 250.5 s against 208.1 s with purging off)
+# so it would fault them in again (48 dialogs, one run with the default purge: 250.5 s, against 185.0 and
+# 190.9 s for the two runs with purging off in the README's malloc table; not alternated)
 MIMALLOC_ENV = {"MIMALLOC_PURGE_DELAY": "-1"}
 NAMES = ("jemalloc", "mimalloc", "tcmalloc")
 TRIED = "TUNELAB_ALLOCATOR_TRIED"  # set in the restarted process and its children: never restart twice
